@@ -1,0 +1,147 @@
+/**
+ * Backend selection for TensorFlow.js.
+ *
+ * Order when nothing is asked: tfjs-node-gpu, tfjs-node (both native libtensorflow; optional
+ * dependencies whose install fails without internet, so they are probed with require), wasm
+ * (XNNPACK; with the hand-written kernels of ./wasmKernels), then the pure-JS cpu backend.
+ * `CHROMATUNE_BACKEND=gpu|node|wasm|cpu` replaces the automatic order; an explicit argument to
+ * `initBackend` wins over both. An explicitly requested backend that cannot load is an error, never
+ * a silent fallback: a run that asked for the GPU must not quietly train on one CPU core.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as os from 'os';
+import * as path from 'path';
+import { installWasmKernels } from './wasmKernels';
+
+export type BackendChoice = 'gpu' | 'node' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['gpu', 'node', 'wasm', 'cpu'];
+export const BACKEND_ENV = 'CHROMATUNE_BACKEND';
+
+export interface BackendInfo {
+  choice: BackendChoice;
+  /** tf.getBackend() after initialisation: 'tensorflow', 'wasm' or 'cpu'. */
+  tfBackend: string;
+  simd: boolean;
+  threads: number;
+  /** Why earlier choices of the automatic order were skipped, e.g. "gpu: Cannot find module ...". */
+  reasons: string[];
+}
+
+let current: BackendInfo | undefined;
+/** Serialises concurrent calls: two awaits of initBackend must not race two setBackend calls. */
+let queue: Promise<unknown> = Promise.resolve();
+
+function isChoice(v: string): v is BackendChoice {
+  return (BACKEND_CHOICES as readonly string[]).includes(v);
+}
+
+/** The choice named by CHROMATUNE_BACKEND, undefined when unset or empty; throws when invalid. */
+export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice | undefined {
+  const raw = env[BACKEND_ENV]?.trim().toLowerCase();
+  if (!raw) return undefined;
+  if (!isChoice(raw)) {
+    throw new Error(
+      `${BACKEND_ENV}=${JSON.stringify(env[BACKEND_ENV])} is not a valid backend; ` +
+        `valid choices: ${BACKEND_CHOICES.join(', ')}`,
+    );
+  }
+  return raw;
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
+}
+
+/** Native TF's intra-op thread count: its env override if set, else TF's default (all cores). */
+function nativeThreads(): number {
+  const n = Number(process.env.TF_NUM_INTRAOP_THREADS);
+  return Number.isInteger(n) && n > 0 ? n : os.cpus().length;
+}
+
+async function activate(name: string): Promise<void> {
+  // setBackend returns false (and only logs) when the backend fails to initialise.
+  if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') failed`);
+  await tf.ready();
+}
+
+/** Loads and activates one backend; throws with the cause when it cannot. */
+async function load(choice: BackendChoice): Promise<Omit<BackendInfo, 'reasons'>> {
+  switch (choice) {
+    case 'gpu':
+    case 'node': {
+      // Both packages register the 'tensorflow' backend with the shared tfjs-core engine.
+      require(choice === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
+      await activate('tensorflow');
+      return { choice, tfBackend: tf.getBackend(), simd: true, threads: nativeThreads() };
+    }
+    case 'wasm': {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
+      const dist = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+      wasm.setWasmPaths(dist + path.sep);
+      installWasmKernels();
+      await activate('wasm');
+      const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
+      // The library disables multithreading under Node; then XNNPACK runs on the calling thread.
+      const mt = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
+      return { choice, tfBackend: tf.getBackend(), simd, threads: mt ? Math.max(1, wasm.getThreadsCount()) : 1 };
+    }
+    case 'cpu': {
+      require('@tensorflow/tfjs-backend-cpu');
+      await activate('cpu');
+      return { choice, tfBackend: tf.getBackend(), simd: false, threads: 1 };
+    }
+  }
+}
+
+async function init(choice: BackendChoice | undefined): Promise<BackendInfo> {
+  const requested = choice ?? backendFromEnv();
+  if (current && (requested === undefined || requested === current.choice)) return current;
+  if (requested !== undefined) {
+    try {
+      current = { ...(await load(requested)), reasons: [] };
+    } catch (e) {
+      throw new Error(`backend '${requested}' was requested but cannot be used: ${firstLine(e)}`);
+    }
+    return current;
+  }
+  const reasons: string[] = [];
+  for (const c of BACKEND_CHOICES) {
+    try {
+      current = { ...(await load(c)), reasons };
+      return current;
+    } catch (e) {
+      reasons.push(`${c}: ${firstLine(e)}`);
+    }
+  }
+  throw new Error(`no TensorFlow.js backend could be initialised (${reasons.join('; ')})`);
+}
+
+/**
+ * Chooses, loads and activates the backend. Idempotent: a call without a choice (and without a
+ * different CHROMATUNE_BACKEND) returns the cached info; a different explicit choice switches.
+ */
+export function initBackend(choice?: BackendChoice): Promise<BackendInfo> {
+  if (choice !== undefined && !isChoice(choice)) {
+    return Promise.reject(new Error(`unknown backend ${JSON.stringify(choice)}; valid choices: ${BACKEND_CHOICES.join(', ')}`));
+  }
+  const p = queue.then(() => init(choice));
+  queue = p.catch(() => undefined);
+  return p;
+}
+
+/** The info of the last successful initBackend, if any. */
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
+/** One line, e.g. "wasm (SIMD, 1 thread)" or "node/tensorflow (16 threads)". */
+export function describeBackend(info: BackendInfo): string {
+  const name = info.choice === info.tfBackend ? info.choice : `${info.choice}/${info.tfBackend}`;
+  const threads = `${info.threads} thread${info.threads === 1 ? '' : 's'}`;
+  const parts = info.choice === 'wasm' ? [info.simd ? 'SIMD' : 'no SIMD', threads] : [threads];
+  return `${name} (${parts.join(', ')})`;
+}
+
+export { installWasmKernels, uninstallWasmKernels, wasmKernelsInstalled, originalKernel } from './wasmKernels';
+export { measureMatmulGflops } from './flops';

@@ -1,0 +1,268 @@
+/**
+ * Hand-written kernels for the TensorFlow.js wasm backend (@tensorflow/tfjs-backend-wasm 4.22.0).
+ *
+ * Why they exist:
+ * - `BatchMatMul`: the library's wasm kernel hands the product to XNNPACK only for a plain 2-D
+ *   product (batch 1 on both sides, no transpose flags). Every other case - all of autograd's
+ *   transposed products (dA = dy·Bᵀ, dB = Aᵀ·dy), a [B,T,d]x[d,n] dense layer, batched attention -
+ *   runs a naive blocked triple loop in C++ that is 10-30x slower. We re-register the kernel so that
+ *   it transposes explicitly (the wasm Transpose kernel is fast), folds the batch into rows when the
+ *   right operand has batch 1, and otherwise loops over 2-D slices; every product then reaches the
+ *   XNNPACK path of the original kernel.
+ * - `UnsortedSegmentSum`: not registered for wasm at all, so the gradient of `tf.gather` (an
+ *   embedding lookup) throws. A plain JS loop over the heap is enough (it is memory bound).
+ * - `Slice`: the library's kernel copies the whole input out of the wasm heap (readSync) for every
+ *   slice, so slicing q/k/v out of a fused projection costs a full copy each; we read a heap view.
+ * - `Pow`: the library evaluates std::pow per element (slow, see GELU's x^3); an integer scalar
+ *   exponent 1..4 is rewritten as multiplications, the rest goes to the original kernel.
+ *
+ * The originals are kept (`originalKernel`) so that `uninstallWasmKernels` can restore them, e.g. for
+ * benchmarks comparing both.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+type Info = tf.TensorInfo;
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+const BACKEND = 'wasm';
+/** Kernels we replace (original saved) or add (original undefined). */
+const originals = new Map<string, tf.KernelConfig | undefined>();
+
+/** The library's own kernel for `name` on wasm, whether or not ours is installed. */
+export function originalKernel(name: string): tf.KernelConfig | undefined {
+  return originals.has(name) ? originals.get(name) : tf.getKernel(name, BACKEND);
+}
+
+function orig(name: string): tf.KernelFunc {
+  const k = originalKernel(name);
+  if (k === undefined) throw new Error(`wasm kernel ${name} is not registered`);
+  return k.kernelFunc;
+}
+
+function run(name: string, backend: BackendWasm, inputs: tf.NamedTensorInfoMap, attrs: object): Info {
+  return orig(name)({ inputs, backend, attrs: attrs as tf.NamedAttrMap }) as Info;
+}
+
+const size = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);
+
+function offsetOf(backend: BackendWasm, t: Info): number {
+  return backend.dataIdMap.get(t.dataId).memoryOffset;
+}
+
+/** Copies `n` float32 values between tensors on the heap. Reads HEAPU8 afresh: a malloc may grow it. */
+function copyF32(backend: BackendWasm, src: Info, srcIdx: number, dst: Info, dstIdx: number, n: number): void {
+  const s = offsetOf(backend, src) + 4 * srcIdx;
+  (backend.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.copyWithin(offsetOf(backend, dst) + 4 * dstIdx, s, s + 4 * n);
+}
+
+/**
+ * Maps an output batch index to the operand's batch index under numpy broadcasting (dims of size 1
+ * repeat). Exact for any broadcast, unlike `i % batch`, which is only right for batch 1 or equal.
+ */
+function batchIndexer(operand: number[], out: number[]): (i: number) => number {
+  const shape = [...new Array<number>(out.length - operand.length).fill(1), ...operand];
+  return (i: number): number => {
+    let idx = 0;
+    let stride = 1;
+    for (let d = out.length - 1; d >= 0; d--) {
+      const coord = i % out[d];
+      i = Math.floor(i / out[d]);
+      if (shape[d] !== 1) idx += coord * stride;
+      stride *= shape[d];
+    }
+    return idx;
+  };
+}
+
+/** [n, r, c] -> [n, c, r] as a new contiguous tensor (the wasm Transpose kernel drops size-1 dims). */
+function transposeLast2(backend: BackendWasm, x: Info, n: number, r: number, c: number): Info {
+  return run('Transpose', backend, { x: { ...x, shape: [n, r, c] } }, { perm: [0, 2, 1] });
+}
+
+function batchMatMul(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { a, b } = args.inputs as { a: Info; b: Info };
+  const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return orig(tf.BatchMatMul)(args) as Info;
+
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const Kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+  const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  tf.util.assert(K === Kb, () =>
+    `Error in matMul: inner shapes (${K}) and (${Kb}) of Tensors with shapes ${a.shape} and ` +
+    `${b.shape} and transposeA=${transposeA} and transposeB=${transposeB} must match.`);
+  const aOuter = a.shape.slice(0, -2);
+  const bOuter = b.shape.slice(0, -2);
+  const outOuter = tf.broadcast_util.assertAndGetBroadcastShape(aOuter, bOuter);
+  const outShape = [...outOuter, M, N];
+  const batchA = size(aOuter);
+  const batchB = size(bOuter);
+  const batch = size(outOuter);
+
+  if (batch * M * N === 0 || K === 0) {
+    const out = backend.makeOutput(outShape, 'float32');
+    if (batch * M * N > 0) backend.typedArrayFromHeap(out).fill(0);
+    return out;
+  }
+
+  // Row-major operands A3 [batchA, M, K] and B3 [batchB, K, N]; transposed copies are temporaries.
+  const temps: Info[] = [];
+  const A3: Info = transposeA ? transposeLast2(backend, a, batchA, K, M) : { ...a, shape: [batchA, M, K] };
+  if (transposeA) temps.push(A3);
+  const B3: Info = transposeB ? transposeLast2(backend, b, batchB, N, K) : { ...b, shape: [batchB, K, N] };
+  if (transposeB) temps.push(B3);
+  const mm = (x: Info, y: Info): Info =>
+    run(tf.BatchMatMul, backend, { a: x, b: y }, { transposeA: false, transposeB: false });
+
+  let out: Info;
+  if (batchB === 1) {
+    // One right-hand matrix: fold the batch into rows, a single XNNPACK product. (batch === batchA.)
+    const r = mm({ ...A3, shape: [1, batchA * M, K] }, { ...B3, shape: [1, K, N] });
+    out = { dataId: r.dataId, shape: outShape, dtype: 'float32' };
+  } else {
+    // Loop over 2-D slices, copying each into its own tensor (the kernel takes whole tensors).
+    out = backend.makeOutput(outShape, 'float32');
+    const ia = batchIndexer(aOuter, outOuter);
+    const ib = batchIndexer(bOuter, outOuter);
+    for (let i = 0; i < batch; i++) {
+      const slice = (src: Info, j: number, rows: number, cols: number): Info => {
+        const t = backend.makeOutput([1, rows, cols], 'float32');
+        copyF32(backend, src, j * rows * cols, t, 0, rows * cols);
+        return t;
+      };
+      const ai = batchA === 1 ? { ...A3, shape: [1, M, K] } : slice(A3, ia(i), M, K);
+      const bi = slice(B3, ib(i), K, N);
+      const r = mm(ai, bi);
+      copyF32(backend, r, 0, out, i * M * N, M * N);
+      backend.disposeData(r.dataId);
+      backend.disposeData(bi.dataId);
+      if (batchA !== 1) backend.disposeData(ai.dataId);
+    }
+  }
+  for (const t of temps) backend.disposeData(t.dataId);
+  return out;
+}
+
+/** out[s, ...] = sum of x[i, ...] over i with segmentIds[i] = s; ids outside [0, numSegments) are dropped. */
+function unsortedSegmentSum(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { x, segmentIds } = args.inputs as { x: Info; segmentIds: Info };
+  const { numSegments } = args.attrs as unknown as tf.UnsortedSegmentSumAttrs;
+  if (x.dtype !== 'float32' && x.dtype !== 'int32') {
+    throw new Error(`UnsortedSegmentSum on wasm supports float32 and int32, got ${x.dtype}`);
+  }
+  const rows = size(segmentIds.shape);
+  const inner = x.shape.slice(segmentIds.shape.length);
+  const cols = size(inner);
+  tf.util.assert(rows * cols === size(x.shape), () =>
+    `UnsortedSegmentSum: segmentIds shape ${segmentIds.shape} must be a prefix of x shape ${x.shape}`);
+  const out = backend.makeOutput([numSegments, ...inner], x.dtype);
+  // Views only after makeOutput: a malloc can grow (and detach) the heap.
+  const o = backend.typedArrayFromHeap(out);
+  const xv = backend.typedArrayFromHeap(x);
+  const ids = segmentIds.dtype === 'int32'
+    ? backend.typedArrayFromHeap(segmentIds)
+    : Int32Array.from(backend.typedArrayFromHeap(segmentIds));
+  o.fill(0);
+  for (let i = 0; i < rows; i++) {
+    const s = ids[i];
+    if (s < 0 || s >= numSegments) continue;
+    const src = i * cols;
+    const dst = s * cols;
+    for (let j = 0; j < cols; j++) o[dst + j] += xv[src + j];
+  }
+  return out;
+}
+
+/** Slice reading a heap view instead of the library's full readSync copy of the input. */
+function slice(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { x } = args.inputs as { x: Info };
+  const { begin, size: sz } = args.attrs as unknown as tf.SliceAttrs;
+  if (x.dtype === 'string') return orig(tf.Slice)(args) as Info;
+  const [b, s] = tf.slice_util.parseSliceParams(x, begin, sz);
+  const out = backend.makeOutput(s, x.dtype);
+  const total = size(s);
+  if (total === 0) return out;
+  const xv = backend.typedArrayFromHeap(x);
+  const ov = backend.typedArrayFromHeap(out);
+  const strides = tf.util.computeStrides(x.shape);
+  const rank = s.length;
+  // Collapse the trailing dims that are taken whole into one contiguous run.
+  let last = rank - 1;
+  let run = s[last];
+  while (last > 0 && s[last] === x.shape[last] && b[last] === 0) {
+    last--;
+    run *= s[last];
+  }
+  const outer = total / run;
+  const idx = new Array<number>(last).fill(0);
+  for (let o = 0; o < outer; o++) {
+    let src = b[last] * (strides[last] ?? 1);
+    for (let d = 0; d < last; d++) src += (b[d] + idx[d]) * strides[d];
+    ov.set(xv.subarray(src, src + run), o * run);
+    for (let d = last - 1; d >= 0; d--) {
+      if (++idx[d] < s[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+/** x^e for a scalar integer e in 1..4 as products (the library's std::pow is slow); else original. */
+function pow(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { a, b } = args.inputs as { a: Info; b: Info };
+  if (a.dtype === 'float32' && size(b.shape) === 1 && b.shape.length <= a.shape.length) {
+    const e = backend.typedArrayFromHeap(b)[0];
+    if (e === 1 || e === 2 || e === 3 || e === 4) {
+      const mul = (p: Info, q: Info): Info => run(tf.Multiply, backend, { a: p, b: q }, {});
+      // b has rank <= a's and one element, so the result has a's shape.
+      if (e === 1) return run('Identity', backend, { x: a }, {});
+      const x2 = mul(a, a);
+      if (e === 2) return x2;
+      const r = e === 3 ? mul(x2, a) : mul(x2, x2);
+      backend.disposeData(x2.dataId);
+      return r;
+    }
+  }
+  return orig(tf.Pow)(args) as Info;
+}
+
+const replacements: Array<[string, tf.KernelFunc]> = [
+  [tf.BatchMatMul, batchMatMul as tf.KernelFunc],
+  [tf.UnsortedSegmentSum, unsortedSegmentSum as tf.KernelFunc],
+  [tf.Slice, slice as tf.KernelFunc],
+  [tf.Pow, pow as tf.KernelFunc],
+];
+
+/** Registers the kernels above for 'wasm'. Idempotent. Safe before or after the backend starts. */
+export function installWasmKernels(): void {
+  if (originals.size > 0) return;
+  require('@tensorflow/tfjs-backend-wasm'); // registers the library's kernels, which we wrap
+  for (const [name, kernelFunc] of replacements) {
+    const prev = tf.getKernel(name, BACKEND);
+    originals.set(name, prev);
+    if (prev !== undefined) tf.unregisterKernel(name, BACKEND);
+    // Keep the original setupFunc: if the backend is (re)initialised later, the original kernel we
+    // delegate to still gets its wasm function bound.
+    tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc, setupFunc: prev?.setupFunc });
+  }
+}
+
+/** Restores the library's kernels (for comparisons and benchmarks). */
+export function uninstallWasmKernels(): void {
+  for (const [name, prev] of originals) {
+    tf.unregisterKernel(name, BACKEND);
+    if (prev !== undefined) tf.registerKernel(prev);
+  }
+  originals.clear();
+}
+
+export function wasmKernelsInstalled(): boolean {
+  return originals.size > 0;
+}

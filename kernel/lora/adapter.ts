@@ -1,0 +1,66 @@
+/**
+ * A LoRA adapter lives apart from the base weights (as in PEFT): for each target module it holds
+ * A [in, r] and B [r, out] so that y = xW + b + (alpha / r) · dropout(x) A B. B starts at zero, so a fresh
+ * adapter leaves the model's outputs unchanged.
+ */
+import * as tf from '../backend/tf';
+import type { GPT2Config } from '../model/config';
+import { variableFrom } from '../model/tensor';
+import { alphaFor, type LoraConfig, moduleShape, rankFor } from './config';
+
+export interface LoraLayer {
+  /** Module path without ".weight", e.g. "transformer.h.0.attn.c_attn". */
+  path: string;
+  A: tf.Variable<tf.Rank.R2>; // [in, r]
+  B: tf.Variable<tf.Rank.R2>; // [r, out]
+  scale: number; // alpha / r
+  r: number;
+}
+
+export class LoraAdapter {
+  readonly layers = new Map<string, LoraLayer>();
+  /** True while the adapter's product is folded into the base weights. */
+  merged = false;
+
+  constructor(
+    readonly name: string,
+    readonly config: LoraConfig,
+    model: GPT2Config,
+    seed: number,
+  ) {
+    let k = 0;
+    for (let i = 0; i < model.n_layer; i++) {
+      for (const t of config.targetModules) {
+        const path = `transformer.h.${i}.${t}`;
+        const [fanIn, fanOut] = moduleShape(model, t);
+        const r = rankFor(config, path);
+        // PEFT: kaiming_uniform(a=sqrt(5)) on lora_A, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); B = 0.
+        const bound = 1 / Math.sqrt(fanIn);
+        const A = variableFrom(tf.randomUniform([fanIn, r], -bound, bound, 'float32', seed * 7919 + k++) as tf.Tensor2D, true);
+        const B = variableFrom(tf.zeros([r, fanOut]) as tf.Tensor2D, true);
+        this.layers.set(path, { path, A, B, r, scale: alphaFor(config, path) / r });
+      }
+    }
+  }
+
+  variables(): tf.Variable[] {
+    return [...this.layers.values()].flatMap((l) => [l.A, l.B]);
+  }
+
+  /** Variable name -> PEFT-style parameter name, for grouping and checkpoints. */
+  namedVariables(): Array<[string, tf.Variable]> {
+    return [...this.layers.values()].flatMap((l): Array<[string, tf.Variable]> => [
+      [`${l.path}.lora_A`, l.A],
+      [`${l.path}.lora_B`, l.B],
+    ]);
+  }
+
+  trainableParameterCount(): number {
+    return this.variables().reduce((n, v) => n + v.size, 0);
+  }
+
+  dispose(): void {
+    for (const v of this.variables()) v.dispose();
+    this.layers.clear();
+  }
+}

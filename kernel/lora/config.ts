@@ -1,0 +1,113 @@
+/**
+ * LoRA configuration as plain data, after PEFT's LoraConfig. Target modules use PEFT's names for
+ * GPT-2 (suffixes of module paths); friendly aliases are accepted on input.
+ */
+import { ConfigError, GPT2Config, mlpWidth } from '../model/config';
+
+export const TARGET_MODULES = {
+  qkv: 'attn.c_attn',
+  attn_out: 'attn.c_proj',
+  mlp_in: 'mlp.c_fc',
+  mlp_out: 'mlp.c_proj',
+} as const;
+export type TargetAlias = keyof typeof TARGET_MODULES;
+export type TargetModule = (typeof TARGET_MODULES)[TargetAlias];
+export const ALL_TARGETS: TargetModule[] = Object.values(TARGET_MODULES);
+
+export interface LoraConfig {
+  r: number;
+  alpha: number;
+  dropout: number;
+  targetModules: TargetModule[];
+  /** Per-module rank overrides, PEFT's rank_pattern: key is a module-path suffix, e.g. "h.0.attn.c_attn". */
+  rankPattern?: Record<string, number>;
+  /** Per-module alpha overrides, PEFT's alpha_pattern. */
+  alphaPattern?: Record<string, number>;
+}
+
+export interface LoraConfigInput {
+  r?: number;
+  alpha?: number;
+  dropout?: number;
+  targetModules?: Array<TargetModule | TargetAlias | string>;
+  rankPattern?: Record<string, number>;
+  alphaPattern?: Record<string, number>;
+}
+
+export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0, targetModules: [...ALL_TARGETS] };
+
+/** Accepts an alias ("qkv"), PEFT's suffix ("attn.c_attn") or a bare name that is unambiguous ("c_fc"). */
+export function resolveTarget(name: string): TargetModule {
+  if (name in TARGET_MODULES) return TARGET_MODULES[name as TargetAlias];
+  if ((ALL_TARGETS as string[]).includes(name)) return name as TargetModule;
+  if (name === 'c_attn') return 'attn.c_attn';
+  if (name === 'c_fc') return 'mlp.c_fc';
+  const valid = [...Object.keys(TARGET_MODULES), ...ALL_TARGETS].join(', ');
+  throw new ConfigError(`lora.targetModules: unknown target module "${name}"; valid: ${valid}`);
+}
+
+/** Shape [in, out] of a target module in Conv1D layout. */
+export function moduleShape(cfg: GPT2Config, target: TargetModule): [number, number] {
+  const d = cfg.n_embd;
+  const f = mlpWidth(cfg);
+  switch (target) {
+    case 'attn.c_attn':
+      return [d, 3 * d];
+    case 'attn.c_proj':
+      return [d, d];
+    case 'mlp.c_fc':
+      return [d, f];
+    case 'mlp.c_proj':
+      return [f, d];
+  }
+}
+
+/** PEFT matches pattern keys as module-path suffixes; so do we. */
+function patternValue(pattern: Record<string, number> | undefined, modulePath: string): number | undefined {
+  if (!pattern) return undefined;
+  let best: { key: string; value: number } | undefined;
+  for (const [key, value] of Object.entries(pattern)) {
+    if (modulePath === key || modulePath.endsWith(`.${key}`)) {
+      if (!best || key.length > best.key.length) best = { key, value };
+    }
+  }
+  return best?.value;
+}
+
+export const rankFor = (c: LoraConfig, modulePath: string): number => patternValue(c.rankPattern, modulePath) ?? c.r;
+export const alphaFor = (c: LoraConfig, modulePath: string): number =>
+  patternValue(c.alphaPattern, modulePath) ?? c.alpha;
+
+function checkNumber(field: string, v: unknown, ok: (x: number) => boolean, range: string): number {
+  if (typeof v !== 'number' || Number.isNaN(v) || !ok(v)) {
+    throw new ConfigError(`${field} must be ${range}, got ${JSON.stringify(v === undefined ? 'undefined' : v)}`);
+  }
+  return v;
+}
+
+/** Validates against the model: every rank must be an integer in [1, min(in, out)] of its layer. */
+export function makeLoraConfig(input: LoraConfigInput, model: GPT2Config): LoraConfig {
+  const targets = (input.targetModules ?? DEFAULT_LORA.targetModules).map(resolveTarget);
+  if (targets.length === 0) throw new ConfigError(`lora.targetModules must name at least one of ${ALL_TARGETS.join(', ')}`);
+  const c: LoraConfig = {
+    r: input.r ?? DEFAULT_LORA.r,
+    alpha: input.alpha ?? input.r ?? DEFAULT_LORA.alpha,
+    dropout: input.dropout ?? DEFAULT_LORA.dropout,
+    targetModules: [...new Set(targets)],
+    rankPattern: input.rankPattern,
+    alphaPattern: input.alphaPattern,
+  };
+  if (input.alpha === undefined && input.r === undefined) c.alpha = DEFAULT_LORA.alpha;
+  checkNumber('lora.dropout', c.dropout, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  for (const t of c.targetModules) {
+    const [i, o] = moduleShape(model, t);
+    const maxR = Math.min(i, o);
+    for (let layer = 0; layer < model.n_layer; layer++) {
+      const path = `transformer.h.${layer}.${t}`;
+      const field = c.rankPattern && patternValue(c.rankPattern, path) !== undefined ? `lora.rankPattern (${path})` : 'lora.r';
+      checkNumber(field, rankFor(c, path), (x) => Number.isInteger(x) && x >= 1 && x <= maxR, `an integer in [1, ${maxR}] for ${t} (its smaller dimension)`);
+      checkNumber('lora.alpha', alphaFor(c, path), (x) => Number.isFinite(x) && x > 0, 'a finite number > 0');
+    }
+  }
+  return c;
+}

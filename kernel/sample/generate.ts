@@ -1,0 +1,124 @@
+/**
+ * Autoregressive generation with an optional key-value cache. Each of the numSamples continuations has
+ * its own seeded generator, so sample i is the same whatever numSamples is.
+ */
+import * as tf from '../backend/tf';
+import { disposeCache, type GPT2Model, type KVCache } from '../model/gpt2';
+import type { Tokenizer } from '../tokenizer';
+import { makeRng, sampleToken, type SamplingParams, validateSamplingParams } from './sampler';
+
+export interface SampleOptions extends SamplingParams {
+  maxTokens?: number;
+  /** Generation ends when the completion contains any of these; the stop string is cut off. */
+  stop?: string[];
+  numSamples?: number;
+  seed?: number;
+  /** Use the key-value cache (default true); false recomputes the whole sequence each step. */
+  useCache?: boolean;
+}
+
+export type FinishReason = 'stop' | 'eos' | 'length' | 'context';
+
+export interface Sample {
+  text: string;
+  tokens: number[];
+  /** Log-probability of each generated token under the model (temperature 1). */
+  logprobs: number[];
+  finishReason: FinishReason;
+}
+
+export interface SampleResult {
+  promptTokens: number[];
+  samples: Sample[];
+}
+
+function checkCount(field: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min) throw new RangeError(`${field} must be an integer >= ${min}, got ${v}`);
+}
+
+/** log softmax of one row, at the chosen index. */
+function logprobAt(row: Float32Array, index: number): number {
+  let max = -Infinity;
+  for (const x of row) if (x > max) max = x;
+  let sum = 0;
+  for (const x of row) sum += Math.exp(x - max);
+  return row[index] - max - Math.log(sum);
+}
+
+export function generate(model: GPT2Model, tokenizer: Tokenizer, prompt: string, opts: SampleOptions = {}): SampleResult {
+  validateSamplingParams(opts);
+  const maxTokens = opts.maxTokens ?? 64;
+  const n = opts.numSamples ?? 1;
+  checkCount('maxTokens', maxTokens, 1);
+  checkCount('numSamples', n, 1);
+  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+  const promptTokens = tokenizer.encode(prompt);
+  if (promptTokens.length === 0) throw new RangeError('prompt must encode to at least one token');
+  const ctx = model.config.n_positions;
+  if (promptTokens.length >= ctx) throw new RangeError(`prompt has ${promptTokens.length} tokens; the model's context is ${ctx}`);
+  const vocab = model.config.vocab_size;
+  const eos = tokenizer.eosId;
+  const rngs = Array.from({ length: n }, (_, i) => makeRng(`${opts.seed ?? 0}:${i}`));
+  const samples: Sample[] = Array.from({ length: n }, () => ({ text: '', tokens: [], logprobs: [], finishReason: 'length' as FinishReason }));
+  const done = new Array<boolean>(n).fill(false);
+  const useCache = opts.useCache ?? true;
+  let cache: KVCache | undefined = useCache ? { layers: [], length: 0 } : undefined;
+  const seqs = Array.from({ length: n }, () => [...promptTokens]);
+  let feed = seqs.map((s) => s.slice()); // tokens to run next: the whole prompt first
+
+  try {
+    for (let step = 0; step < maxTokens; step++) {
+      const t = feed[0].length;
+      const logits = tf.tidy(() => {
+        const ids = tf.tensor2d(feed.flat(), [n, t], 'int32');
+        const out = model.forward(ids, { cache });
+        if (cache) {
+          const old = cache;
+          cache = out.cache;
+          for (const l of cache!.layers) {
+            tf.keep(l.k);
+            tf.keep(l.v);
+          }
+          if (old.length > 0) disposeCache(old);
+        }
+        return tf.reshape(tf.slice(out.logits, [0, t - 1, 0], [n, 1, vocab]), [n, vocab]);
+      });
+      const rows = logits.dataSync() as Float32Array;
+      logits.dispose();
+      for (let i = 0; i < n; i++) {
+        // Finished rows are fed their last token again so that the batch stays rectangular.
+        if (done[i]) {
+          seqs[i].push(seqs[i][seqs[i].length - 1]);
+          continue;
+        }
+        const row = rows.subarray(i * vocab, (i + 1) * vocab);
+        const token = sampleToken(row, opts, rngs[i]);
+        seqs[i].push(token);
+        const s = samples[i];
+        if (eos !== undefined && token === eos) {
+          done[i] = true;
+          s.finishReason = 'eos';
+          continue;
+        }
+        s.tokens.push(token);
+        s.logprobs.push(logprobAt(row, token));
+        s.text = tokenizer.decode(s.tokens);
+        const hit = stops.map((st) => s.text.indexOf(st)).filter((k) => k >= 0);
+        if (hit.length) {
+          s.text = s.text.slice(0, Math.min(...hit));
+          done[i] = true;
+          s.finishReason = 'stop';
+        }
+      }
+      if (done.every(Boolean)) break;
+      if (seqs[0].length > ctx) {
+        for (let i = 0; i < n; i++) if (!done[i]) samples[i].finishReason = 'context';
+        break;
+      }
+      feed = useCache ? seqs.map((s) => [s[s.length - 1]]) : seqs.map((s) => s.slice());
+    }
+  } finally {
+    disposeCache(cache);
+  }
+  return { promptTokens, samples };
+}

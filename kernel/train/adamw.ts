@@ -1,0 +1,116 @@
+/** AdamW with decoupled weight decay, per-group learning-rate scales and global-norm clipping. */
+import * as tf from '../backend/tf';
+import { groupKey, groupOf } from '../lora/groups';
+import { type NamedArrays, variableFrom } from '../model/tensor';
+
+export interface AdamParams {
+  learningRate: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Clip the global gradient norm to this value (0 or undefined: off). */
+  gradClipNorm?: number;
+  /** Multipliers of learningRate per parameter group key (see lora/groups), e.g. {"h0.attn.A": 2}. */
+  groupScales?: Record<string, number>;
+}
+
+export const ADAM_DEFAULTS = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+
+interface Moments {
+  m: tf.Variable;
+  v: tf.Variable;
+}
+
+export function validateAdamParams(p: AdamParams): void {
+  const check = (field: string, v: number | undefined, ok: (x: number) => boolean, range: string) => {
+    if (v !== undefined && (typeof v !== 'number' || Number.isNaN(v) || !ok(v))) {
+      throw new RangeError(`${field} must be ${range}, got ${v}`);
+    }
+  };
+  check('learningRate', p.learningRate, (x) => x > 0 && Number.isFinite(x), 'a finite number > 0');
+  if (p.learningRate === undefined) throw new RangeError('learningRate is required (a finite number > 0)');
+  check('beta1', p.beta1, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  check('beta2', p.beta2, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  check('eps', p.eps, (x) => x > 0 && Number.isFinite(x), 'a finite number > 0');
+  check('weightDecay', p.weightDecay, (x) => x >= 0 && Number.isFinite(x), 'a finite number >= 0');
+  check('gradClipNorm', p.gradClipNorm, (x) => x >= 0 && Number.isFinite(x), 'a finite number >= 0');
+  for (const [k, s] of Object.entries(p.groupScales ?? {})) check(`groupScales["${k}"]`, s, (x) => x >= 0 && Number.isFinite(x), 'a finite number >= 0');
+}
+
+export class AdamW {
+  readonly moments = new Map<string, Moments>();
+  step = 0;
+
+  /**
+   * One update of `vars` from `grads` (same names). Returns the pre-clipping global norm and the
+   * effective learning rate of every group, so callers can check what reached the optimizer.
+   */
+  apply(vars: Array<[string, tf.Variable]>, grads: Map<string, tf.Tensor>, p: AdamParams): { gradNorm: number; groupLearningRates: Record<string, number> } {
+    validateAdamParams(p);
+    const { beta1, beta2, eps, weightDecay } = { ...ADAM_DEFAULTS, ...p };
+    const gradNorm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
+    if (!Number.isFinite(gradNorm)) throw new Error(`gradient norm is ${gradNorm}; the update was skipped`);
+    const clip = p.gradClipNorm && gradNorm > p.gradClipNorm ? p.gradClipNorm / (gradNorm + 1e-6) : 1;
+    this.step += 1;
+    const bc1 = 1 - Math.pow(beta1, this.step);
+    const bc2 = 1 - Math.pow(beta2, this.step);
+    const groupLearningRates: Record<string, number> = {};
+    for (const [name, v] of vars) {
+      const g = grads.get(name);
+      if (!g) continue;
+      const key = groupKey(groupOf(name));
+      const lr = p.learningRate * (p.groupScales?.[key] ?? 1);
+      groupLearningRates[key] = lr;
+      let st = this.moments.get(name);
+      if (!st) {
+        st = { m: variableFrom(tf.zerosLike(v), false), v: variableFrom(tf.zerosLike(v), false) };
+        this.moments.set(name, st);
+      }
+      const { m, v: s } = st;
+      tf.tidy(() => {
+        const gc = clip === 1 ? g : tf.mul(g, clip);
+        m.assign(tf.add(tf.mul(m, beta1), tf.mul(gc, 1 - beta1)));
+        s.assign(tf.add(tf.mul(s, beta2), tf.mul(tf.square(gc), 1 - beta2)));
+        const update = tf.div(tf.div(m, bc1), tf.add(tf.sqrt(tf.div(s, bc2)), eps));
+        // Decoupled decay on matrices only; biases and norms are not decayed (common practice).
+        const decayed = weightDecay > 0 && v.rank >= 2 ? tf.mul(v, 1 - lr * weightDecay) : v;
+        v.assign(tf.sub(decayed, tf.mul(update, lr)));
+      });
+    }
+    return { gradNorm, groupLearningRates };
+  }
+
+  /** Moments as named tensors, for checkpoints. */
+  stateTensors(): NamedArrays {
+    const out: NamedArrays = new Map();
+    for (const [name, { m, v }] of this.moments) {
+      out.set(`${name}.exp_avg`, { shape: m.shape, data: m.dataSync() as Float32Array });
+      out.set(`${name}.exp_avg_sq`, { shape: v.shape, data: v.dataSync() as Float32Array });
+    }
+    return out;
+  }
+
+  loadState(step: number, tensors: Map<string, { shape: number[]; data: Float32Array | Int32Array }>): void {
+    this.dispose();
+    this.step = step;
+    for (const [key, t] of tensors) {
+      const m = /^(.*)\.exp_avg$/.exec(key);
+      if (!m) continue;
+      const sq = tensors.get(`${m[1]}.exp_avg_sq`);
+      if (!sq) throw new Error(`optimizer state: "${m[1]}.exp_avg_sq" is missing`);
+      this.moments.set(m[1], {
+        m: variableFrom(tf.tensor(t.data as Float32Array, t.shape), false),
+        v: variableFrom(tf.tensor(sq.data as Float32Array, sq.shape), false),
+      });
+    }
+  }
+
+  dispose(): void {
+    for (const { m, v } of this.moments.values()) {
+      m.dispose();
+      v.dispose();
+    }
+    this.moments.clear();
+  }
+}

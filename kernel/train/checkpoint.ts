@@ -1,0 +1,92 @@
+/**
+ * Training checkpoints: one folder, replaced atomically (built beside it, then renamed), so an
+ * interruption leaves either the previous checkpoint or the new one, never a mixture.
+ *   trainer_state.json          step, history, early-stopping state, the run's fingerprint
+ *   adapter_config.json + adapter_model.safetensors   (LoRA, PEFT format)   or   model.safetensors (full)
+ *   optimizer.safetensors       AdamW moments
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '../backend/tf';
+import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
+import { readSafetensors, writeSafetensors } from '../model/safetensors';
+import type { NamedArrays } from '../model/tensor';
+import { writeAdapterFiles } from '../lora/peft';
+import type { TrainingClient } from './client';
+
+export interface StepRecord {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  seconds: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  valLoss: number;
+}
+
+export interface TrainerState {
+  version: 1;
+  step: number;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  bestValLoss: number | null;
+  bestStep: number | null;
+  evalsWithoutImprovement: number;
+  /** Settings that must match for a resume to continue the same run. */
+  fingerprint: Record<string, unknown>;
+}
+
+export const STATE_FILE = 'trainer_state.json';
+
+export function hasCheckpoint(dir: string): boolean {
+  return fs.existsSync(path.join(dir, STATE_FILE));
+}
+
+export function saveCheckpoint(dir: string, client: TrainingClient, state: TrainerState, baseModel: string): void {
+  replaceDirAtomic(dir, (tmp) => {
+    const adapter = client.model.activeAdapter;
+    if (client.mode === 'lora' && adapter) writeAdapterFiles(adapter, tmp, baseModel);
+    else {
+      const weights: NamedArrays = new Map();
+      for (const [name, v] of client.model.params) weights.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
+      writeSafetensors(path.join(tmp, 'model.safetensors'), weights, { format: 'pt' });
+    }
+    writeSafetensors(path.join(tmp, 'optimizer.safetensors'), client.optimizer.stateTensors(), { step: String(client.optimizer.step) });
+    writeFileAtomic(path.join(tmp, STATE_FILE), JSON.stringify(state, null, 1) + '\n');
+  });
+}
+
+/** Restores weights and optimizer into `client`; checks the fingerprint so a resume continues the same run. */
+export function loadCheckpoint(dir: string, client: TrainingClient, fingerprint: Record<string, unknown>): TrainerState {
+  const stateFile = path.join(dir, STATE_FILE);
+  const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as TrainerState;
+  for (const [k, v] of Object.entries(fingerprint)) {
+    if (JSON.stringify(state.fingerprint[k]) !== JSON.stringify(v)) {
+      throw new Error(
+        `${stateFile}: cannot resume, ${k} was ${JSON.stringify(state.fingerprint[k])} and is now ${JSON.stringify(v)}; ` +
+          'use a new checkpoint folder or the original settings',
+      );
+    }
+  }
+  const targets = client.model.trainableVariables(client.mode);
+  const file = path.join(dir, client.mode === 'lora' ? 'adapter_model.safetensors' : 'model.safetensors');
+  const { tensors } = readSafetensors(file);
+  for (const [name, v] of targets) {
+    // PEFT stores A and B transposed ([r, in], [out, r]).
+    const key = client.mode === 'lora' ? `base_model.model.${name}.weight` : name;
+    const t = tensors.get(key);
+    if (!t) throw new Error(`${file}: missing tensor "${key}"`);
+    tf.tidy(() => {
+      const x = tf.tensor(t.data as Float32Array, t.shape);
+      v.assign(client.mode === 'lora' ? tf.transpose(x) : x);
+    });
+  }
+  const opt = readSafetensors(path.join(dir, 'optimizer.safetensors'));
+  client.optimizer.loadState(Number(opt.metadata.step), opt.tensors);
+  return state;
+}

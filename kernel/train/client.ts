@@ -1,0 +1,161 @@
+/**
+ * The low-level training loop, shaped like Tinker's training client: forwardBackward accumulates
+ * gradients, optimStep applies them with AdamW, sample and computeLogprobs query the current weights.
+ */
+import * as tf from '../backend/tf';
+import type { Batch } from '../data/batch';
+import type { GPT2Model, TrainingMode } from '../model/gpt2';
+import type { Tokenizer } from '../tokenizer';
+import { generate, type SampleOptions, type SampleResult } from '../sample/generate';
+import { AdamW, type AdamParams } from './adamw';
+import { maskedNLL, targetLogprobs } from './loss';
+
+export type LossFunction = 'cross_entropy';
+
+export interface ForwardBackwardResult {
+  /** Weighted mean negative log-likelihood of the batch's target tokens. */
+  loss: number;
+  /** Log-probability of every target token, [batch * seq] row-major (padding included, weight 0). */
+  logprobs: Float32Array;
+  /** Sum of the loss weights, i.e. the number of supervised tokens. */
+  weightSum: number;
+}
+
+export interface OptimStepResult {
+  step: number;
+  gradNorm: number;
+  groupLearningRates: Record<string, number>;
+}
+
+export interface LogprobsResult {
+  promptTokens: number[];
+  completionTokens: number[];
+  /** Log-probability of each completion token given everything before it. */
+  logprobs: number[];
+  total: number;
+}
+
+export class TrainingClient {
+  readonly optimizer = new AdamW();
+  private accumulated = new Map<string, tf.Tensor>();
+  private accumulatedCount = 0;
+
+  constructor(
+    readonly model: GPT2Model,
+    readonly tokenizer: Tokenizer,
+    readonly mode: Exclude<TrainingMode, 'none'> = 'lora',
+  ) {
+    model.trainableVariables(mode); // fails early when LoRA has no adapter
+    model.setTrainingMode(mode);
+  }
+
+  private batchTensors(batch: Batch) {
+    const { batchSize: b, seqLen: t } = batch;
+    if (batch.inputIds.length !== b * t || batch.targets.length !== b * t || batch.weights.length !== b * t) {
+      throw new RangeError(`batch arrays must have batchSize*seqLen = ${b * t} entries`);
+    }
+    return {
+      ids: tf.tensor2d(batch.inputIds, [b, t], 'int32'),
+      targets: tf.tensor1d(batch.targets, 'int32'),
+      weights: tf.tensor1d(batch.weights, 'float32'),
+      weightSum: batch.weights.reduce((a, w) => a + w, 0),
+    };
+  }
+
+  private lossAndLogprobs(batch: Batch, training: boolean, seed: number) {
+    const { ids, targets, weights, weightSum } = this.batchTensors(batch);
+    const { logits } = this.model.forward(ids, { training, seed });
+    const lp = targetLogprobs(tf.reshape(logits, [-1, this.model.config.vocab_size]) as tf.Tensor2D, targets);
+    return { loss: maskedNLL(lp, weights, weightSum), logprobs: lp, weightSum };
+  }
+
+  /** Loss and per-token log-probabilities, and gradients added to the accumulator. */
+  forwardBackward(batch: Batch, lossFn: LossFunction = 'cross_entropy', opts: { seed?: number } = {}): ForwardBackwardResult {
+    if (lossFn !== 'cross_entropy') throw new RangeError(`lossFn must be "cross_entropy", got "${lossFn}"`);
+    const vars = this.model.trainableVariables(this.mode);
+    const names = new Map(vars.map(([n, v]) => [v.name, n]));
+    let logprobs!: tf.Tensor;
+    let weightSum = 0;
+    const { value, grads } = tf.variableGrads(() => {
+      const r = this.lossAndLogprobs(batch, true, opts.seed ?? this.optimizer.step);
+      logprobs = tf.keep(r.logprobs);
+      weightSum = r.weightSum;
+      return r.loss;
+    }, vars.map(([, v]) => v));
+    for (const [vname, g] of Object.entries(grads)) {
+      const name = names.get(vname)!;
+      const prev = this.accumulated.get(name);
+      if (prev) {
+        this.accumulated.set(name, tf.add(prev, g));
+        prev.dispose();
+        g.dispose();
+      } else this.accumulated.set(name, g);
+    }
+    this.accumulatedCount++;
+    const loss = value.dataSync()[0];
+    value.dispose();
+    const lp = logprobs.dataSync() as Float32Array;
+    logprobs.dispose();
+    return { loss, logprobs: lp, weightSum };
+  }
+
+  /** Loss without gradients or dropout (evaluation). */
+  forward(batch: Batch): ForwardBackwardResult {
+    const r = tf.tidy(() => {
+      const o = this.lossAndLogprobs(batch, false, 0);
+      return { loss: o.loss, logprobs: o.logprobs, weightSum: o.weightSum };
+    });
+    const out = { loss: r.loss.dataSync()[0], logprobs: r.logprobs.dataSync() as Float32Array, weightSum: r.weightSum };
+    r.loss.dispose();
+    r.logprobs.dispose();
+    return out;
+  }
+
+  /** Applies the mean of the accumulated gradients and clears them. */
+  optimStep(params: AdamParams): OptimStepResult {
+    if (this.accumulatedCount === 0) throw new Error('optimStep: no gradients; call forwardBackward first');
+    const scale = 1 / this.accumulatedCount;
+    const grads = new Map<string, tf.Tensor>();
+    for (const [name, g] of this.accumulated) grads.set(name, scale === 1 ? g : tf.mul(g, scale));
+    try {
+      const r = this.optimizer.apply(this.model.trainableVariables(this.mode), grads, params);
+      return { step: this.optimizer.step, ...r };
+    } finally {
+      this.clearGradients();
+      if (scale !== 1) grads.forEach((g) => g.dispose());
+    }
+  }
+
+  clearGradients(): void {
+    this.accumulated.forEach((g) => g.dispose());
+    this.accumulated.clear();
+    this.accumulatedCount = 0;
+  }
+
+  sample(prompt: string, opts: SampleOptions = {}): SampleResult {
+    return generate(this.model, this.tokenizer, prompt, opts);
+  }
+
+  computeLogprobs(prompt: string, completion: string): LogprobsResult {
+    const promptTokens = this.tokenizer.encode(prompt);
+    const completionTokens = this.tokenizer.encode(completion);
+    const ids = [...promptTokens, ...completionTokens];
+    if (promptTokens.length === 0) throw new RangeError('prompt must encode to at least one token');
+    if (ids.length > this.model.config.n_positions) {
+      throw new RangeError(`prompt + completion is ${ids.length} tokens; the model's context is ${this.model.config.n_positions}`);
+    }
+    const lp = tf.tidy(() => {
+      const { logits } = this.model.forward(tf.tensor2d(ids.slice(0, -1), [1, ids.length - 1], 'int32'));
+      const all = targetLogprobs(tf.reshape(logits, [-1, this.model.config.vocab_size]) as tf.Tensor2D, tf.tensor1d(ids.slice(1), 'int32'));
+      return tf.slice(all, [promptTokens.length - 1], [completionTokens.length]);
+    });
+    const logprobs = Array.from(lp.dataSync());
+    lp.dispose();
+    return { promptTokens, completionTokens, logprobs, total: logprobs.reduce((a, b) => a + b, 0) };
+  }
+
+  dispose(): void {
+    this.clearGradients();
+    this.optimizer.dispose();
+  }
+}

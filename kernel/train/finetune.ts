@@ -1,0 +1,258 @@
+/**
+ * The high-level loop built on TrainingClient: epochs of shuffled batches, warmup plus decay, clipping,
+ * periodic validation with early stopping, progress callbacks, atomic checkpoints and exact resume.
+ * Every random choice (batch order, dropout masks) is a function of (seed, step), so the same seed gives
+ * the same losses and a resumed run continues exactly as an uninterrupted one.
+ */
+import { performance } from 'perf_hooks';
+import { batchIndices, collate, type Batch } from '../data/batch';
+import type { QAExample } from '../data/example';
+import { tokenizeExample, type TokenizedExample } from '../data/tokenize';
+import type { GPT2Model } from '../model/gpt2';
+import type { Tokenizer } from '../tokenizer';
+import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
+import { ADAM_DEFAULTS, validateAdamParams } from './adamw';
+import { TrainingClient } from './client';
+import { type EvalRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
+import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
+
+export interface FinetuneConfig {
+  model: GPT2Model;
+  tokenizer: Tokenizer;
+  train: QAExample[];
+  validation?: QAExample[];
+  /** LoRA (default) or full fine-tuning, for comparison. */
+  method?: 'lora' | 'full';
+  lora?: LoraConfigInput;
+  /** Name of the adapter to create (LoRA). An existing active adapter of that name is trained further. */
+  adapterName?: string;
+  epochs?: number;
+  batchSize?: number;
+  /** Stop after this many updates even if epochs remain. */
+  maxSteps?: number;
+  learningRate?: number;
+  schedule?: ScheduleKind;
+  warmupSteps?: number;
+  /** Floor of the decay as a fraction of the peak learning rate. */
+  minLrRatio?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  gradClipNorm?: number;
+  /** Learning-rate multipliers per parameter group (lora/groups keys, e.g. "h0.attn.A"). */
+  groupScales?: Record<string, number>;
+  /** Evaluate validation loss every N updates (0: only at the end). */
+  evalEvery?: number;
+  /** Stop when validation loss has not improved by minDelta for `patience` evaluations. */
+  earlyStopping?: { patience: number; minDelta?: number };
+  seed?: number;
+  checkpointDir?: string;
+  /** Save a checkpoint every N updates (and at the end). Default: at every evaluation. */
+  checkpointEvery?: number;
+  /** Continue from checkpointDir when it holds a checkpoint. */
+  resume?: boolean;
+  /** Name written to adapter_config.json's base_model_name_or_path. */
+  baseModelName?: string;
+  onProgress?: (e: ProgressEvent) => void;
+}
+
+export interface ProgressEvent {
+  kind: 'step' | 'eval' | 'checkpoint' | 'done';
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss?: number;
+  lr?: number;
+  valLoss?: number;
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+  etaSeconds: number;
+}
+
+export interface FinetuneResult {
+  client: TrainingClient;
+  steps: number;
+  totalSteps: number;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  bestValLoss: number | null;
+  bestStep: number | null;
+  stoppedEarly: boolean;
+  resumedFrom: number;
+  trainableParameters: number;
+  seconds: number;
+}
+
+export class TrainingDivergedError extends Error {
+  override name = 'TrainingDivergedError';
+}
+
+function checkInt(field: string, v: number, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`${field} must be an integer >= ${min}, got ${v}`);
+  return v;
+}
+
+function checkRange(field: string, v: number, ok: (x: number) => boolean, range: string): number {
+  if (typeof v !== 'number' || Number.isNaN(v) || !ok(v)) throw new RangeError(`${field} must be ${range}, got ${v}`);
+  return v;
+}
+
+/** Validated settings with defaults filled; every error names the field and its valid range. */
+export function resolveFinetuneConfig(c: FinetuneConfig) {
+  const method = c.method ?? 'lora';
+  if (method !== 'lora' && method !== 'full') throw new RangeError(`method must be "lora" or "full", got "${method}"`);
+  const s = {
+    method,
+    epochs: checkInt('epochs', c.epochs ?? 3, 1),
+    batchSize: checkInt('batchSize', c.batchSize ?? 8, 1),
+    maxSteps: c.maxSteps === undefined ? undefined : checkInt('maxSteps', c.maxSteps, 1),
+    learningRate: checkRange('learningRate', c.learningRate ?? (method === 'lora' ? 2e-3 : 2e-4), (x) => x > 0 && Number.isFinite(x), 'a finite number > 0'),
+    schedule: c.schedule ?? 'cosine',
+    warmupSteps: checkInt('warmupSteps', c.warmupSteps ?? 0, 0),
+    minLrRatio: checkRange('minLrRatio', c.minLrRatio ?? 0.1, (x) => x >= 0 && x <= 1, 'in [0, 1]'),
+    weightDecay: c.weightDecay ?? ADAM_DEFAULTS.weightDecay,
+    beta1: c.beta1 ?? ADAM_DEFAULTS.beta1,
+    beta2: c.beta2 ?? ADAM_DEFAULTS.beta2,
+    eps: c.eps ?? ADAM_DEFAULTS.eps,
+    gradClipNorm: c.gradClipNorm ?? 1,
+    groupScales: c.groupScales,
+    evalEvery: checkInt('evalEvery', c.evalEvery ?? 0, 0),
+    patience: c.earlyStopping ? checkInt('earlyStopping.patience', c.earlyStopping.patience, 1) : 0,
+    minDelta: c.earlyStopping ? checkRange('earlyStopping.minDelta', c.earlyStopping.minDelta ?? 0, (x) => x >= 0, '>= 0') : 0,
+    seed: checkInt('seed', c.seed ?? 0, 0),
+    checkpointEvery: checkInt('checkpointEvery', c.checkpointEvery ?? c.evalEvery ?? 0, 0),
+  };
+  if (!SCHEDULES.includes(s.schedule)) throw new RangeError(`schedule must be one of ${SCHEDULES.join(', ')}, got "${s.schedule}"`);
+  validateAdamParams({ learningRate: s.learningRate, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, gradClipNorm: s.gradClipNorm, groupScales: s.groupScales });
+  if (c.train.length === 0) throw new RangeError('train must hold at least one example');
+  if (s.patience > 0 && !c.validation?.length) throw new RangeError('earlyStopping needs a validation set');
+  return s;
+}
+
+/** Weighted mean loss over examples, in batches, without dropout. */
+export function evaluateLoss(client: TrainingClient, examples: TokenizedExample[], batchSize: number): number {
+  let lossSum = 0;
+  let weightSum = 0;
+  for (let i = 0; i < examples.length; i += batchSize) {
+    const r = client.forward(dynamicBatch(examples.slice(i, i + batchSize), client.model.config.n_positions));
+    lossSum += r.loss * r.weightSum;
+    weightSum += r.weightSum;
+  }
+  return weightSum > 0 ? lossSum / weightSum : NaN;
+}
+
+/** Pads to the longest example of the batch (not the full context): shorter batches, same loss. */
+export function dynamicBatch(examples: TokenizedExample[], context: number): Batch {
+  const longest = Math.max(...examples.map((e) => e.ids.length));
+  return collate(examples, Math.max(1, Math.min(context, longest - 1)));
+}
+
+export function tokenizeAll(tokenizer: Tokenizer, examples: QAExample[], context: number): TokenizedExample[] {
+  return examples.map((ex) => tokenizeExample(tokenizer, ex, context + 1));
+}
+
+export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
+  const s = resolveFinetuneConfig(c);
+  const { model, tokenizer } = c;
+  const context = model.config.n_positions;
+  if (s.method === 'lora') {
+    const name = c.adapterName ?? 'default';
+    if (model.adapters.has(name)) model.setActiveAdapter(name);
+    else model.addAdapter(name, makeLoraConfig(c.lora ?? {}, model.config), s.seed);
+  } else model.setActiveAdapter(null);
+  const client = new TrainingClient(model, tokenizer, s.method);
+  const train = tokenizeAll(tokenizer, c.train, context);
+  const validation = tokenizeAll(tokenizer, c.validation ?? [], context);
+  const stepsPerEpoch = Math.ceil(train.length / s.batchSize);
+  const totalSteps = Math.min(s.epochs * stepsPerEpoch, s.maxSteps ?? Infinity);
+  const fingerprint = {
+    method: s.method,
+    seed: s.seed,
+    batchSize: s.batchSize,
+    epochs: s.epochs,
+    learningRate: s.learningRate,
+    schedule: s.schedule,
+    trainExamples: train.length,
+    trainTokens: train.reduce((n, e) => n + e.ids.length, 0),
+  };
+  let state: TrainerState = { version: 1, step: 0, history: [], evals: [], bestValLoss: null, bestStep: null, evalsWithoutImprovement: 0, fingerprint };
+  if (c.resume && c.checkpointDir && hasCheckpoint(c.checkpointDir)) state = loadCheckpoint(c.checkpointDir, client, fingerprint);
+  const resumedFrom = state.step;
+  const schedule = { kind: s.schedule, peak: s.learningRate, warmupSteps: s.warmupSteps, totalSteps, minLrRatio: s.minLrRatio };
+  const baseModel = c.baseModelName ?? 'chromatune-base';
+  const start = performance.now();
+  let tokensThisRun = 0;
+  let stoppedEarly = false;
+  const emit = (e: Omit<ProgressEvent, 'totalSteps' | 'tokensPerSecond' | 'elapsedSeconds' | 'etaSeconds'>) => {
+    const elapsed = (performance.now() - start) / 1000;
+    const done = state.step - resumedFrom;
+    c.onProgress?.({
+      ...e,
+      totalSteps,
+      tokensPerSecond: elapsed > 0 ? tokensThisRun / elapsed : 0,
+      elapsedSeconds: elapsed,
+      etaSeconds: done > 0 ? (elapsed / done) * (totalSteps - state.step) : NaN,
+    });
+  };
+  const checkpoint = () => {
+    if (!c.checkpointDir) return;
+    saveCheckpoint(c.checkpointDir, client, state, baseModel);
+    emit({ kind: 'checkpoint', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
+  };
+
+  while (state.step < totalSteps && !stoppedEarly) {
+    const step = state.step;
+    const epoch = Math.floor(step / stepsPerEpoch);
+    const order = batchIndices(train.length, s.batchSize, epoch, s.seed)[step % stepsPerEpoch];
+    const batch = dynamicBatch(order.map((i) => train[i]), context);
+    const t0 = performance.now();
+    const fb = client.forwardBackward(batch, 'cross_entropy', { seed: s.seed * 1_000_003 + step });
+    if (!Number.isFinite(fb.loss)) {
+      client.clearGradients();
+      const kept = c.checkpointDir && hasCheckpoint(c.checkpointDir) ? `; the last good checkpoint is kept in ${c.checkpointDir}` : '';
+      throw new TrainingDivergedError(
+        `loss became ${fb.loss} at step ${step + 1} (epoch ${epoch + 1}); training stopped before updating the weights${kept}. ` +
+          'Lower learningRate or enable gradClipNorm.',
+      );
+    }
+    const lr = learningRateAt(schedule, step);
+    const opt = client.optimStep({ learningRate: lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, gradClipNorm: s.gradClipNorm, groupScales: s.groupScales });
+    const tokens = batch.batchSize * batch.seqLen;
+    tokensThisRun += tokens;
+    state.step = step + 1;
+    state.history.push({ step: state.step, epoch, loss: fb.loss, lr, gradNorm: opt.gradNorm, tokens, seconds: (performance.now() - t0) / 1000 });
+    emit({ kind: 'step', step: state.step, epoch, loss: fb.loss, lr });
+
+    const last = state.step === totalSteps;
+    if (validation.length && ((s.evalEvery > 0 && state.step % s.evalEvery === 0) || last)) {
+      const valLoss = evaluateLoss(client, validation, s.batchSize);
+      state.evals.push({ step: state.step, valLoss });
+      if (state.bestValLoss === null || valLoss < state.bestValLoss - s.minDelta) {
+        state.bestValLoss = valLoss;
+        state.bestStep = state.step;
+        state.evalsWithoutImprovement = 0;
+      } else state.evalsWithoutImprovement++;
+      emit({ kind: 'eval', step: state.step, epoch, valLoss });
+      if (s.patience > 0 && state.evalsWithoutImprovement >= s.patience) stoppedEarly = true;
+    }
+    if ((s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0) || last || stoppedEarly) checkpoint();
+    // Let the event loop breathe (progress displays, Ctrl-C) between steps.
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  emit({ kind: 'done', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
+  return {
+    client,
+    steps: state.step,
+    totalSteps,
+    history: state.history,
+    evals: state.evals,
+    bestValLoss: state.bestValLoss,
+    bestStep: state.bestStep,
+    stoppedEarly,
+    resumedFrom,
+    trainableParameters: model.trainableVariables(s.method).reduce((n, [, v]) => n + v.size, 0),
+    seconds: (performance.now() - start) / 1000,
+  };
+}
+

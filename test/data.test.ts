@@ -1,0 +1,177 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { formatCompletion, formatPrompt } from '../kernel/data/example';
+import { examplesTable, loadExamples } from '../kernel/data/load';
+import { tokenizeExample, type TextEncoder } from '../kernel/data/tokenize';
+import { batchIndices, collate, splitValidation } from '../kernel/data/batch';
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'data-test-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+const fixture = (name: string, text: string): string => {
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, text);
+  return f;
+};
+const brief = (xs: Array<{ question: string; answer: string; id?: string; source: { line: number } }>) =>
+  xs.map((x) => ({ q: x.question, a: x.answer, line: x.source.line, ...(x.id !== undefined ? { id: x.id } : {}) }));
+
+describe('loadExamples: formats and fields', () => {
+  test('JSONL, blank lines skipped, numbers converted, ids', () => {
+    const f = fixture('a.jsonl', '{"question":"2+2?","answer":4,"id":7}\n\n{"question":"Sky?","answer":"blue"}\r\n\n');
+    expect(brief(loadExamples(f))).toEqual([
+      { q: '2+2?', a: '4', line: 1, id: '7' },
+      { q: 'Sky?', a: 'blue', line: 3 },
+    ]);
+    expect(loadExamples(f)[0].source.file).toBe(f);
+  });
+
+  test('pretty-printed JSON array gives each element its start line', () => {
+    const data = [
+      { input: 'a [tricky, "string"] {', output: 'x' },
+      { input: 'b', output: 'y\nz' },
+    ];
+    const f = fixture('b.json', JSON.stringify(data, null, 2));
+    // Lines: 1 "[", 2 "{", 3 input, 4 output, 5 "},", 6 "{", ...
+    expect(brief(loadExamples(f))).toEqual([
+      { q: 'a [tricky, "string"] {', a: 'x', line: 2 },
+      { q: 'b', a: 'y\nz', line: 6 },
+    ]);
+    const g = fixture('b2.json', '[{"prompt":"p1","completion":"c1"},\n\n  {"prompt":"p2","completion":"c2"}]');
+    expect(brief(loadExamples(g)).map((x) => x.line)).toEqual([1, 3]);
+  });
+
+  test('CSV with quoted comma and newline, case-insensitive header', () => {
+    const f = fixture('c.csv', 'ID,Question,Answer\n1,"Hello, world?",hi\n2,"multi\nline ""q""",007\n\n3,last,"a,b"\n');
+    expect(brief(loadExamples(f))).toEqual([
+      { q: 'Hello, world?', a: 'hi', line: 2, id: '1' },
+      { q: 'multi\nline "q"', a: '007', line: 3, id: '2' }, // autoType off: "007" stays a string
+      { q: 'last', a: 'a,b', line: 6, id: '3' },
+    ]);
+  });
+
+  test('TSV with instruction/response', () => {
+    const f = fixture('d.tsv', 'instruction\tresponse\nsay hi\thello, there\n"two\nlines"\tok\nend\tfin');
+    expect(brief(loadExamples(f))).toEqual([
+      { q: 'say hi', a: 'hello, there', line: 2 },
+      { q: 'two\nlines', a: 'ok', line: 3 },
+      { q: 'end', a: 'fin', line: 5 },
+    ]);
+  });
+
+  test('custom field pair and explicit format', () => {
+    const f = fixture('e.txt', '{"q":"Q1","a":"A1","key":"k1"}\n');
+    expect(brief(loadExamples(f, { format: 'jsonl', questionField: 'q', answerField: 'a', idField: 'key' }))).toEqual([{ q: 'Q1', a: 'A1', line: 1, id: 'k1' }]);
+  });
+
+  test('examplesTable gives an arquero table', () => {
+    const f = fixture('t.jsonl', '{"question":"q","answer":"a"}\n{"question":"q2","answer":"a2","id":"x"}\n');
+    const t = examplesTable(loadExamples(f));
+    expect(t.columnNames()).toEqual(['id', 'question', 'answer', 'file', 'line']);
+    expect(t.numRows()).toBe(2);
+    expect(t.objects()[1]).toEqual({ id: 'x', question: 'q2', answer: 'a2', file: f, line: 2 });
+  });
+});
+
+describe('loadExamples: errors name file:line', () => {
+  const err = (f: string, opts = {}): string => {
+    try {
+      loadExamples(f, opts);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error('expected an error');
+  };
+
+  test('malformed JSON line', () => {
+    const f = fixture('bad1.jsonl', '{"question":"a","answer":"b"}\n{"question":"c","answer":"d"}\n{"question": "e", answer}\n');
+    expect(err(f)).toMatch(new RegExp(`^${f.replace(/[.\\]/g, '\\$&')}:3: invalid JSON`));
+  });
+  test('JSONL line that is not an object', () => expect(err(fixture('bad2.jsonl', '{"question":"a","answer":"b"}\n[1]\n'))).toMatch(/bad2\.jsonl:2: expected a JSON object, got array/));
+  test('missing answer', () => expect(err(fixture('bad3.jsonl', '{"question":"a","answer":"b"}\n{"question":"c"}\n'))).toMatch(/bad3\.jsonl:2: missing answer field "answer"/));
+  test('empty question', () => expect(err(fixture('bad4.jsonl', '{"question":"a","answer":"b"}\n{"question":"  ","answer":"d"}\n'))).toMatch(/bad4\.jsonl:2: empty question/));
+  test('non-string answer', () => expect(err(fixture('bad5.jsonl', '{"question":"a","answer":true}\n'))).toMatch(/bad5\.jsonl:1: answer field "answer" must be a string, got boolean/));
+  test('JSON array element with empty answer reports its start line', () => {
+    const f = fixture('bad6.json', JSON.stringify([{ question: 'a', answer: 'b' }, { question: 'c', answer: '' }], null, 2));
+    expect(err(f)).toMatch(/bad6\.json:6: empty answer/);
+  });
+  test('invalid JSON array reports the line of the broken element', () => {
+    const f = fixture('bad7.json', '[\n  {"question": "a", "answer": "b"},\n  {"question": "c",\n   "answer": }\n]');
+    expect(err(f)).toMatch(/bad7\.json:3: in the array element starting on this line: invalid JSON/);
+  });
+  test('CSV row with too many columns (after a multi-line field)', () => {
+    const f = fixture('bad8.csv', 'question,answer\n"a\nb",c\nd,e,f\n');
+    expect(err(f)).toMatch(/bad8\.csv:4: expected 2 columns \(as in the header\), found 3/);
+  });
+  test('CSV empty cell', () => expect(err(fixture('bad9.csv', 'question,answer\nq,\n'))).toMatch(/bad9\.csv:2: empty answer/));
+  test('unknown extension lists the valid ones', () => expect(err(fixture('x.parquet', ''))).toMatch(/x\.parquet: unknown dataset extension "\.parquet" \(valid: \.jsonl, \.ndjson, \.json, \.csv, \.tsv\)/));
+  test('no recognisable field pair', () => {
+    const m = err(fixture('nofields.jsonl', '{"foo":"a","bar":"b"}\n'));
+    expect(m).toMatch(/nofields\.jsonl: no question\/answer field pair found/);
+    expect(m).toContain('fields seen: foo, bar');
+    expect(m).toContain('question/answer, input/output, prompt/completion, instruction/response');
+  });
+  test('empty file', () => expect(err(fixture('empty.jsonl', '\n'))).toMatch(/empty\.jsonl: no examples found/));
+});
+
+/** Toy encoder: one id per character (its code). */
+const charTok: TextEncoder = { encode: (s) => Array.from(s, (c) => c.codePointAt(0)!) };
+
+describe('tokenize, collate, batches', () => {
+  test('prompt tokens get weight 0, completion tokens weight 1', () => {
+    const t = tokenizeExample(charTok, { question: 'hi', answer: 'yo' });
+    const prompt = formatPrompt('hi');
+    expect(prompt).toBe('Question: hi\nAnswer:');
+    expect(formatCompletion('yo')).toBe(' yo\n');
+    expect(t.ids).toEqual(charTok.encode(prompt + ' yo\n'));
+    expect(t.promptLength).toBe(prompt.length);
+    expect(t.weights).toEqual([...Array(prompt.length).fill(0), 1, 1, 1, 1]);
+    expect(t.truncated).toBeUndefined();
+  });
+
+  test('truncation from the end sets the flag', () => {
+    const t = tokenizeExample(charTok, { question: 'hi', answer: 'yo' }, 23);
+    expect(t.ids).toHaveLength(23);
+    expect(t.weights.filter((w) => w === 1)).toHaveLength(3); // prompt is 20 chars, completion 4
+    expect(t.truncated).toBe(true);
+  });
+
+  test('collate shifts by one, pads with weight 0, truncates to seqLen+1', () => {
+    const a = { ids: [10, 11, 12, 13], weights: [0, 0, 1, 1], promptLength: 2 };
+    const b = { ids: [20, 21, 22, 23, 24, 25, 26], weights: [0, 1, 1, 1, 1, 1, 1], promptLength: 1 };
+    const batch = collate([a, b], 5, 99);
+    expect(batch.batchSize).toBe(2);
+    expect(batch.seqLen).toBe(5);
+    expect(Array.from(batch.inputIds)).toEqual([10, 11, 12, 99, 99, 20, 21, 22, 23, 24]);
+    expect(Array.from(batch.targets)).toEqual([11, 12, 13, 99, 99, 21, 22, 23, 24, 25]);
+    expect(Array.from(batch.weights)).toEqual([0, 1, 1, 0, 0, 1, 1, 1, 1, 1]);
+  });
+
+  test('batchIndices: deterministic per (seed, epoch), a permutation, last partial batch kept', () => {
+    const a = batchIndices(10, 3, 0, 42);
+    expect(batchIndices(10, 3, 0, 42)).toEqual(a);
+    expect(a.map((x) => x.length)).toEqual([3, 3, 3, 1]);
+    expect(a.flat().sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(batchIndices(10, 3, 1, 42)).not.toEqual(a);
+    expect(batchIndices(10, 3, 0, 43)).not.toEqual(a);
+    expect(batchIndices(5, 2, 0, 1, false)).toEqual([[0, 1], [2, 3], [4]]);
+  });
+
+  test('splitValidation: deterministic, disjoint, covers all, at least one each', () => {
+    const items = Array.from({ length: 20 }, (_, i) => `x${i}`);
+    const s = splitValidation(items, 0.25, 7);
+    expect(splitValidation(items, 0.25, 7)).toEqual(s);
+    expect(s.validation).toHaveLength(5);
+    expect(s.train.filter((x) => s.validation.includes(x))).toEqual([]);
+    expect([...s.train, ...s.validation].sort()).toEqual([...items].sort());
+    expect(splitValidation(items, 0.25, 8)).not.toEqual(s);
+    const two = splitValidation(['a', 'b'], 0.01, 1);
+    expect([two.train.length, two.validation.length]).toEqual([1, 1]);
+    expect(splitValidation(['a', 'b', 'c'], 0.99, 1).train).toHaveLength(1);
+  });
+});
