@@ -1,1 +1,21 @@
-export {};
+/** ChromaTune's library: what notebooks and scripts import. */
+export { initBackend, backendInfo, describeBackend, measureMatmulGflops, type BackendChoice, type BackendInfo } from './backend';
+export { type GPT2Config, makeConfig, parameterCount } from './model/config';
+export { GPT2Model, type KVCache } from './model/gpt2';
+export { loadModel, saveModel } from './model/io';
+export { PRESETS, presetConfig } from './model/presets';
+export { readSafetensors, writeSafetensors } from './model/safetensors';
+export { Tokenizer, byteLevelTokenizerJSON, trainByteLevelBPE } from './tokenizer';
+export { type LoraConfig, type LoraConfigInput, makeLoraConfig, TARGET_MODULES } from './lora/config';
+export { LoraAdapter } from './lora/adapter';
+export { groupKey, groupOf, rankPatternByGroup, type ParamGroup } from './lora/groups';
+export { loadAdapter, saveAdapter } from './lora/peft';
+export { type QAExample, formatPrompt, formatCompletion } from './data/example';
+export { loadExamples, examplesTable } from './data/load';
+export { tokenizeExample } from './data/tokenize';
+export { collate, batchIndices, splitValidation, type Batch } from './data/batch';
+export { TrainingClient } from './train/client';
+export { type AdamParams } from './train/adamw';
+export { finetune, type FinetuneConfig, type FinetuneResult, type ProgressEvent, TrainingDivergedError } from './train/finetune';
+export { generate, type SampleOptions, type SampleResult } from './sample/generate';
+export { evaluate, greedyAnswer } from './eval';

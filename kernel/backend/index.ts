@@ -9,6 +9,9 @@
  * a silent fallback: a run that asked for the GPU must not quietly train on one CPU core.
  */
 import * as tf from '@tensorflow/tfjs-core';
+// Side effect: the umbrella package registers every gradient (tfjs-core's Node bundle has none),
+// so any backend initBackend returns can train.
+import './tf';
 import * as os from 'os';
 import * as path from 'path';
 import { installWasmKernels } from './wasmKernels';
@@ -128,6 +131,11 @@ export function initBackend(choice?: BackendChoice): Promise<BackendInfo> {
   const p = queue.then(() => init(choice));
   queue = p.catch(() => undefined);
   return p;
+}
+
+/** Forgets the cached choice (the active tf backend stays); the next initBackend chooses afresh. For tests. */
+export function resetBackendCache(): void {
+  current = undefined;
 }
 
 /** The info of the last successful initBackend, if any. */

@@ -13,8 +13,13 @@
  *   embedding lookup) throws. A plain JS loop over the heap is enough (it is memory bound).
  * - `Slice`: the library's kernel copies the whole input out of the wasm heap (readSync) for every
  *   slice, so slicing q/k/v out of a fused projection costs a full copy each; we read a heap view.
+ *   `SplitV` (tf.split) calls that Slice internally, so it is re-registered the same way.
  * - `Pow`: the library evaluates std::pow per element (slow, see GELU's x^3); an integer scalar
  *   exponent 1..4 is rewritten as multiplications, the rest goes to the original kernel.
+ * - `Tile`: the library computes an N-d index per element (~50-90 ns each); it is behind `tf.where`
+ *   and `broadcastTo`, e.g. a causal mask. Block copies are ~50x faster.
+ * - `GatherV2`: same per-element indexing; an embedding lookup of 1024 rows of 128 took ~6 ms.
+ *   Row copies take ~0.1 ms.
  *
  * The originals are kept (`originalKernel`) so that `uninstallWasmKernels` can restore them, e.g. for
  * benchmarks comparing both.
@@ -80,6 +85,13 @@ function transposeLast2(backend: BackendWasm, x: Info, n: number, r: number, c: 
   return run('Transpose', backend, { x: { ...x, shape: [n, r, c] } }, { perm: [0, 2, 1] });
 }
 
+/**
+ * The library caches XNNPACK's packed weights per right-operand buffer id, whatever shape that buffer
+ * is later viewed with. A buffer seen again as a right operand with another [K, N] (a reshaped view
+ * of the same data) is copied first so that it gets a fresh id and a correct operator.
+ */
+const rightOperandShape = new WeakMap<object, string>();
+
 function batchMatMul(args: KernelArgs): Info {
   const backend = args.backend as BackendWasm;
   const { a, b } = args.inputs as { a: Info; b: Info };
@@ -121,7 +133,17 @@ function batchMatMul(args: KernelArgs): Info {
   let out: Info;
   if (batchB === 1) {
     // One right-hand matrix: fold the batch into rows, a single XNNPACK product. (batch === batchA.)
-    const r = mm({ ...A3, shape: [1, batchA * M, K] }, { ...B3, shape: [1, K, N] });
+    let right: Info = { ...B3, shape: [1, K, N] };
+    if (!transposeB) {
+      const key = `${K},${N}`;
+      const seen = rightOperandShape.get(b.dataId);
+      if (seen === undefined) rightOperandShape.set(b.dataId, key);
+      else if (seen !== key) {
+        right = run('Identity', backend, { x: right }, {});
+        temps.push(right);
+      }
+    }
+    const r = mm({ ...A3, shape: [1, batchA * M, K] }, right);
     out = { dataId: r.dataId, shape: outShape, dtype: 'float32' };
   } else {
     // Loop over 2-D slices, copying each into its own tensor (the kernel takes whole tensors).
@@ -204,12 +226,102 @@ function slice(args: KernelArgs): Info {
   for (let o = 0; o < outer; o++) {
     let src = b[last] * (strides[last] ?? 1);
     for (let d = 0; d < last; d++) src += (b[d] + idx[d]) * strides[d];
-    ov.set(xv.subarray(src, src + run), o * run);
+    if (run >= 16) ov.set(xv.subarray(src, src + run), o * run);
+    else for (let j = 0, dst = o * run; j < run; j++) ov[dst + j] = xv[src + j]; // no subarray object
     for (let d = last - 1; d >= 0; d--) {
       if (++idx[d] < s[d]) break;
       idx[d] = 0;
     }
   }
+  return out;
+}
+
+/** GatherV2 by row copies: the library's kernel computes an index per element (~50 ns each). */
+function gatherV2(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { x, indices } = args.inputs as { x: Info; indices: Info };
+  const { axis, batchDims } = args.attrs as unknown as tf.GatherV2Attrs;
+  if (x.dtype === 'string' || x.dtype === 'complex64') return orig(tf.GatherV2)(args) as Info;
+  const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+  const { batchSize, outerSize, dimSize, sliceSize, outputShape } =
+    tf.backend_util.segment_util.collectGatherOpShapeInfo(x, indices, ax, batchDims);
+  const readIds = (): ArrayLike<number> => backend.typedArrayFromHeap(indices); // int32 or float32
+  let ids = readIds();
+  for (let i = 0; i < ids.length; i++) {
+    tf.util.assert(ids[i] >= 0 && ids[i] < dimSize, () => `GatherV2: the index value ${ids[i]} is not in [0, ${dimSize - 1}]`);
+  }
+  const out = backend.makeOutput(outputShape, x.dtype);
+  if (size(outputShape) === 0) return out;
+  ids = readIds(); // afresh: makeOutput may have grown (detached) the heap
+  const xv = backend.typedArrayFromHeap(x);
+  const ov = backend.typedArrayFromHeap(out);
+  const n = ids.length / batchSize;
+  for (let b = 0; b < batchSize; b++) {
+    for (let o = 0; o < outerSize; o++) {
+      const srcBase = (b * outerSize + o) * dimSize;
+      const dstBase = (b * outerSize + o) * n;
+      for (let j = 0; j < n; j++) {
+        const src = (srcBase + ids[b * n + j]) * sliceSize;
+        const dst = (dstBase + j) * sliceSize;
+        if (sliceSize >= 16) ov.set(xv.subarray(src, src + sliceSize), dst);
+        else for (let k = 0; k < sliceSize; k++) ov[dst + k] = xv[src + k];
+      }
+    }
+  }
+  return out;
+}
+
+/** SplitV as slices through `slice` above (the library's SplitV calls its own copying Slice). */
+function splitV(args: KernelArgs): Info[] {
+  const { x } = args.inputs as { x: Info };
+  const { numOrSizeSplits, axis } = args.attrs as unknown as tf.SplitVAttrs;
+  const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax);
+  const begin = new Array<number>(x.shape.length).fill(0);
+  return sizes.map((s) => {
+    const sz = [...x.shape];
+    sz[ax] = s;
+    const part = slice({ inputs: { x }, backend: args.backend, attrs: { begin: [...begin], size: sz } });
+    begin[ax] += s;
+    return part;
+  });
+}
+
+/**
+ * Tile by block copies: fill one block per dimension, then double it with copyWithin. The library's
+ * kernel computes an N-d index per element (~50-90 ns each); `tf.where` and `broadcastTo` (e.g. a
+ * [T,T] causal mask against [B,H,T,T] scores) go through it.
+ */
+function tile(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { x } = args.inputs as { x: Info };
+  const { reps } = args.attrs as unknown as tf.TileAttrs;
+  if (x.dtype === 'string' || x.dtype === 'complex64') return orig(tf.Tile)(args) as Info;
+  const xs = x.shape;
+  const rank = xs.length;
+  const outShape = xs.map((d, i) => d * reps[i]);
+  const out = backend.makeOutput(outShape, x.dtype);
+  if (size(outShape) === 0) return out;
+  const xv = backend.typedArrayFromHeap(x);
+  const ov = backend.typedArrayFromHeap(out);
+  if (rank === 0) {
+    ov.set(xv);
+    return out;
+  }
+  const xStr = [...tf.util.computeStrides(xs), 1];
+  const oStr = [...tf.util.computeStrides(outShape), 1];
+  const fill = (d: number, src: number, dst: number): void => {
+    if (d === rank - 1) ov.set(xv.subarray(src, src + xs[d]), dst);
+    else for (let i = 0; i < xs[d]; i++) fill(d + 1, src + i * xStr[d], dst + i * oStr[d]);
+    const block = xs[d] * oStr[d];
+    const total = block * reps[d];
+    for (let done = block; done < total; ) {
+      const n = Math.min(done, total - done);
+      ov.copyWithin(dst + done, dst, dst + n);
+      done += n;
+    }
+  };
+  fill(0, 0, 0);
   return out;
 }
 
@@ -237,7 +349,10 @@ const replacements: Array<[string, tf.KernelFunc]> = [
   [tf.BatchMatMul, batchMatMul as tf.KernelFunc],
   [tf.UnsortedSegmentSum, unsortedSegmentSum as tf.KernelFunc],
   [tf.Slice, slice as tf.KernelFunc],
+  [tf.SplitV, splitV as tf.KernelFunc],
   [tf.Pow, pow as tf.KernelFunc],
+  [tf.Tile, tile as tf.KernelFunc],
+  [tf.GatherV2, gatherV2 as tf.KernelFunc],
 ];
 
 /** Registers the kernels above for 'wasm'. Idempotent. Safe before or after the backend starts. */

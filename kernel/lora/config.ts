@@ -80,7 +80,8 @@ export const alphaFor = (c: LoraConfig, modulePath: string): number =>
 
 function checkNumber(field: string, v: unknown, ok: (x: number) => boolean, range: string): number {
   if (typeof v !== 'number' || Number.isNaN(v) || !ok(v)) {
-    throw new ConfigError(`${field} must be ${range}, got ${JSON.stringify(v === undefined ? 'undefined' : v)}`);
+    // String(), not JSON.stringify, for numbers: JSON writes NaN and Infinity as "null".
+    throw new ConfigError(`${field} must be ${range}, got ${typeof v === 'number' ? String(v) : JSON.stringify(v === undefined ? 'undefined' : v)}`);
   }
   return v;
 }

@@ -17,6 +17,14 @@ export interface AdamParams {
 
 export const ADAM_DEFAULTS = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 
+/** The gradients hold NaN or Infinity (the loss itself may be finite); nothing was updated. */
+export class NonFiniteGradientError extends Error {
+  override name = 'NonFiniteGradientError';
+  constructor(readonly gradNorm: number) {
+    super(`gradient norm is ${gradNorm}; the update was skipped`);
+  }
+}
+
 interface Moments {
   m: tf.Variable;
   v: tf.Variable;
@@ -50,7 +58,7 @@ export class AdamW {
     validateAdamParams(p);
     const { beta1, beta2, eps, weightDecay } = { ...ADAM_DEFAULTS, ...p };
     const gradNorm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
-    if (!Number.isFinite(gradNorm)) throw new Error(`gradient norm is ${gradNorm}; the update was skipped`);
+    if (!Number.isFinite(gradNorm)) throw new NonFiniteGradientError(gradNorm);
     const clip = p.gradClipNorm && gradNorm > p.gradClipNorm ? p.gradClipNorm / (gradNorm + 1e-6) : 1;
     this.step += 1;
     const bc1 = 1 - Math.pow(beta1, this.step);

@@ -43,7 +43,8 @@ export class TrainingClient {
   constructor(
     readonly model: GPT2Model,
     readonly tokenizer: Tokenizer,
-    readonly mode: Exclude<TrainingMode, 'none'> = 'lora',
+    /** 'none' serves sampling and evaluation only. */
+    readonly mode: TrainingMode = 'lora',
   ) {
     model.trainableVariables(mode); // fails early when LoRA has no adapter
     model.setTrainingMode(mode);
@@ -124,6 +125,21 @@ export class TrainingClient {
       this.clearGradients();
       if (scale !== 1) grads.forEach((g) => g.dispose());
     }
+  }
+
+  /**
+   * Copies of the gradients accumulated since the last optimStep (summed over forwardBackward calls;
+   * optimStep applies their mean), by trainable-variable name. Read-only: for inspection and tests.
+   */
+  accumulatedGradients(): Map<string, { shape: number[]; data: Float32Array }> {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, g] of this.accumulated) out.set(name, { shape: g.shape.slice(), data: (g.dataSync() as Float32Array).slice() });
+    return out;
+  }
+
+  /** Number of forwardBackward calls whose gradients are accumulated. */
+  get accumulatedSteps(): number {
+    return this.accumulatedCount;
   }
 
   clearGradients(): void {

@@ -11,7 +11,7 @@ import { tokenizeExample, type TokenizedExample } from '../data/tokenize';
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
-import { ADAM_DEFAULTS, validateAdamParams } from './adamw';
+import { ADAM_DEFAULTS, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
 import { type EvalRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
 import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
@@ -208,16 +208,24 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     const batch = dynamicBatch(order.map((i) => train[i]), context);
     const t0 = performance.now();
     const fb = client.forwardBackward(batch, 'cross_entropy', { seed: s.seed * 1_000_003 + step });
-    if (!Number.isFinite(fb.loss)) {
+    const diverged = (what: string) => {
       client.clearGradients();
       const kept = c.checkpointDir && hasCheckpoint(c.checkpointDir) ? `; the last good checkpoint is kept in ${c.checkpointDir}` : '';
-      throw new TrainingDivergedError(
-        `loss became ${fb.loss} at step ${step + 1} (epoch ${epoch + 1}); training stopped before updating the weights${kept}. ` +
+      return new TrainingDivergedError(
+        `${what} at step ${step + 1} (epoch ${epoch + 1}); training stopped before updating the weights${kept}. ` +
           'Lower learningRate or enable gradClipNorm.',
       );
-    }
+    };
+    if (!Number.isFinite(fb.loss)) throw diverged(`loss became ${fb.loss}`);
     const lr = learningRateAt(schedule, step);
-    const opt = client.optimStep({ learningRate: lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, gradClipNorm: s.gradClipNorm, groupScales: s.groupScales });
+    let opt: ReturnType<TrainingClient['optimStep']>;
+    try {
+      opt = client.optimStep({ learningRate: lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, gradClipNorm: s.gradClipNorm, groupScales: s.groupScales });
+    } catch (e) {
+      // A finite loss can still have an infinite or NaN gradient (e.g. an overflowing weight).
+      if (e instanceof NonFiniteGradientError) throw diverged(`gradient norm became ${e.gradNorm} (loss ${fb.loss})`);
+      throw e;
+    }
     const tokens = batch.batchSize * batch.seqLen;
     tokensThisRun += tokens;
     state.step = step + 1;

@@ -1,0 +1,189 @@
+/**
+ * Training and sampling throughput of the engine, with the pure-JS cpu backend and (when Debian's
+ * python3-torch is installed) PyTorch on the CPU as same-run peers. Prints one JSON object.
+ *
+ * Model FLOPs per token (for MFU): full fine-tuning 6N + 12·L·T·d (forward 2N, backward 4N, plus
+ * attention); LoRA 4N + 8·L·T·d (no weight gradients for the frozen base; the adapters' own FLOPs are
+ * small and not counted). N counts the matmul weights, the tied output head included.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import { performance } from 'perf_hooks';
+import * as tf from '../kernel/backend/tf';
+import { type BackendChoice, initBackend, measureMatmulGflops } from '../kernel/backend';
+import type { Batch } from '../kernel/data/batch';
+import { type GPT2Config, makeConfig } from '../kernel/model/config';
+import { GPT2Model } from '../kernel/model/gpt2';
+import { PRESETS } from '../kernel/model/presets';
+import { makeLoraConfig } from '../kernel/lora/config';
+import { generate } from '../kernel/sample/generate';
+import { TrainingClient } from '../kernel/train/client';
+import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
+import { projectPath } from '../kernel/paths';
+
+export interface BenchCase {
+  config: GPT2Config;
+  batch: number;
+  context: number;
+}
+
+export const BENCH_CASES: Record<'a' | 'b', BenchCase> = {
+  a: { config: makeConfig({ ...PRESETS.tiny }), batch: 16, context: 64 },
+  b: { config: makeConfig({ ...PRESETS.base }), batch: 8, context: 128 },
+};
+
+export interface CaseFigures {
+  lora_train_tokens_per_s: number;
+  full_train_tokens_per_s: number;
+  sample_tokens_per_s_cache: number;
+  sample_tokens_per_s_nocache: number;
+  lora_mfu: number;
+  full_mfu: number;
+}
+
+export interface BenchOptions {
+  seconds?: number;
+  cases?: Array<'a' | 'b'>;
+  backends?: BackendChoice[];
+  /** Run bench/torch_peer.py as a peer when python3-torch is present. */
+  torch?: boolean;
+}
+
+function matmulParams(c: GPT2Config): number {
+  return c.n_layer * 12 * c.n_embd * c.n_embd + c.vocab_size * c.n_embd;
+}
+
+export function flopsPerToken(c: GPT2Config, context: number, method: 'lora' | 'full'): number {
+  const n = matmulParams(c);
+  const att = c.n_layer * context * c.n_embd;
+  return method === 'full' ? 6 * n + 12 * att : 4 * n + 8 * att;
+}
+
+/** A batch of random tokens with loss on the second half of each row (like a prompt/answer split). */
+function randomBatch(c: BenchCase, seed: number): Batch {
+  const n = c.batch * c.context;
+  const rng = (i: number) => (Math.imul(i + 1, 2654435761) ^ seed) >>> 0;
+  const inputIds = Int32Array.from({ length: n }, (_, i) => rng(i) % c.config.vocab_size);
+  const targets = Int32Array.from({ length: n }, (_, i) => rng(i + n) % c.config.vocab_size);
+  const weights = Float32Array.from({ length: n }, (_, i) => (i % c.context >= c.context / 2 ? 1 : 0));
+  return { inputIds, targets, weights, batchSize: c.batch, seqLen: c.context };
+}
+
+/** Median tokens/s over timed steps after one warm-up step, for at least `seconds` (and 2 steps). */
+function timeTraining(model: GPT2Model, tok: Tokenizer, c: BenchCase, method: 'lora' | 'full', seconds: number): number {
+  if (method === 'lora') model.addAdapter('bench', makeLoraConfig({ r: 8, alpha: 16 }, model.config), 1);
+  else model.setActiveAdapter(null);
+  const client = new TrainingClient(model, tok, method);
+  const batch = randomBatch(c, 7);
+  const step = () => {
+    client.forwardBackward(batch);
+    client.optimStep({ learningRate: 1e-4 });
+  };
+  step();
+  const rates: number[] = [];
+  const start = performance.now();
+  while (rates.length < 2 || performance.now() - start < seconds * 1000) {
+    const t0 = performance.now();
+    step();
+    rates.push((c.batch * c.context) / ((performance.now() - t0) / 1000));
+  }
+  client.dispose();
+  if (method === 'lora') model.removeAdapter('bench');
+  return median(rates);
+}
+
+function timeSampling(model: GPT2Model, tok: Tokenizer, useCache: boolean, seconds: number): number {
+  const prompt = 'Question: Which river?'.slice(0, 16); // 16 bytes = 16 tokens with a byte vocabulary
+  const rates: number[] = [];
+  const start = performance.now();
+  while (rates.length < 2 || performance.now() - start < seconds * 1000) {
+    const t0 = performance.now();
+    const r = generate(model, tok, prompt, { temperature: 0, maxTokens: 48, useCache });
+    rates.push(r.samples[0].tokens.length / ((performance.now() - t0) / 1000));
+  }
+  return median(rates);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, seconds: number) {
+  const info = await initBackend(backend);
+  const matmul = await measureMatmulGflops({ m: 1024, k: 128, n: 384 });
+  // Random byte-level tokenizer; sampling only needs ids to decode (its vocabulary covers ids < 257).
+  const tok = Tokenizer.fromJSON(byteLevelTokenizerJSON({}));
+  const out: Record<string, CaseFigures> = {};
+  for (const name of cases) {
+    const c = BENCH_CASES[name];
+    const model = GPT2Model.random(c.config, 1);
+    const lora = timeTraining(model, tok, c, 'lora', seconds);
+    const full = timeTraining(model, tok, c, 'full', seconds);
+    model.setTrainingMode('none');
+    out[name] = {
+      lora_train_tokens_per_s: lora,
+      full_train_tokens_per_s: full,
+      sample_tokens_per_s_cache: timeSampling(model, tok, true, seconds / 2),
+      sample_tokens_per_s_nocache: timeSampling(model, tok, false, seconds / 2),
+      lora_mfu: (lora * flopsPerToken(c.config, c.context, 'lora')) / (matmul * 1e9),
+      full_mfu: (full * flopsPerToken(c.config, c.context, 'full')) / (matmul * 1e9),
+    };
+    model.dispose();
+  }
+  return { backend: info, matmul_gflops: matmul, cases: out };
+}
+
+/** Runs bench/torch_peer.py; undefined when python3-torch is not installed. */
+function torchPeer(cases: Array<'a' | 'b'>, seconds: number): Record<string, unknown> | undefined {
+  const script = projectPath('bench', 'torch_peer.py');
+  const python = '/usr/bin/python3';
+  if (!fs.existsSync(script) || !fs.existsSync(python)) return undefined;
+  try {
+    execFileSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  const b = PRESETS.base;
+  const args = [script, '--json', '--threads', '1', '--seconds', String(seconds), '--configs', cases.join(','),
+    '--n-layer', String(b.n_layer), '--n-embd', String(b.n_embd), '--n-head', String(b.n_head),
+    '--context', String(BENCH_CASES.b.context), '--vocab', String(b.vocab_size), '--batch', String(BENCH_CASES.b.batch)];
+  return JSON.parse(execFileSync(python, args, { encoding: 'utf8', maxBuffer: 1 << 20 }));
+}
+
+export async function runTrainBench(opts: BenchOptions = {}) {
+  const seconds = opts.seconds ?? 4;
+  const cases = opts.cases ?? ['a', 'b'];
+  const backends = opts.backends ?? ['wasm', 'cpu'];
+  const results: Record<string, Awaited<ReturnType<typeof benchBackend>>> = {};
+  for (const b of backends) results[b] = await benchBackend(b, cases, b === 'cpu' ? Math.min(seconds, 3) : seconds);
+  const torch = opts.torch === false ? undefined : torchPeer(cases, seconds);
+  const [main, peer] = backends;
+  const ratios: Record<string, Record<string, number>> = {};
+  for (const name of cases) {
+    const m = results[main].cases[name];
+    const r: Record<string, number> = {};
+    if (peer) {
+      const p = results[peer].cases[name];
+      r[`lora_train_vs_${peer}`] = m.lora_train_tokens_per_s / p.lora_train_tokens_per_s;
+      r[`full_train_vs_${peer}`] = m.full_train_tokens_per_s / p.full_train_tokens_per_s;
+    }
+    const t = (torch?.configs as Record<string, Record<string, number>> | undefined)?.[name];
+    if (t) {
+      r.lora_train_vs_torch = m.lora_train_tokens_per_s / t.lora_train_tokens_per_s;
+      r.full_train_vs_torch = m.full_train_tokens_per_s / t.full_train_tokens_per_s;
+      r.sample_cache_vs_torch = m.sample_tokens_per_s_cache / t.sample_tokens_per_s_cache;
+    }
+    r.sample_cache_speedup = m.sample_tokens_per_s_cache / m.sample_tokens_per_s_nocache;
+    ratios[name] = r;
+  }
+  return {
+    date: new Date().toISOString(),
+    cases: Object.fromEntries(cases.map((n) => [n, { ...BENCH_CASES[n].config, batch: BENCH_CASES[n].batch, context: BENCH_CASES[n].context }])),
+    lora: { r: 8, alpha: 16, targets: 'all four linear layers' },
+    results,
+    torch: torch ?? 'python3-torch not installed (apt-get install python3-torch)',
+    ratios,
+    tensors_alive: tf.memory().numTensors,
+  };
+}

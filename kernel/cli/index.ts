@@ -1,0 +1,225 @@
+/** The `chromatune` command line. Every subcommand has --help; --json prints machine-readable output. */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command, Option } from 'commander';
+import { type BackendChoice, BACKEND_CHOICES, describeBackend, initBackend } from '../backend';
+import { loadExamples, type LoadOptions } from '../data/load';
+import { splitValidation } from '../data/batch';
+import { formatPrompt } from '../data/example';
+import { loadModel } from '../model/io';
+import { loadAdapter, saveAdapter } from '../lora/peft';
+import { saveModel } from '../model/io';
+import { TrainingClient } from '../train/client';
+import { finetune, type FinetuneResult } from '../train/finetune';
+import { hasCheckpoint } from '../train/checkpoint';
+import { evaluate } from '../eval';
+import { appendMetric, createRunDir, runPaths, truncateMetrics, writeSummary } from '../run';
+import { projectPath } from '../paths';
+import { progressBar } from './progress';
+
+export const DEFAULT_MODEL = projectPath('models', 'chromatune-base');
+
+const num = (flag: string) => (v: string) => {
+  const x = Number(v);
+  if (v.trim() === '' || Number.isNaN(x)) throw new Error(`${flag} expects a number, got "${v}"`);
+  return x;
+};
+const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+interface ModelOpts {
+  model: string;
+  adapter?: string;
+  backend?: BackendChoice;
+}
+
+function modelOptions(cmd: Command): Command {
+  return cmd
+    .option('--model <dir>', 'base model folder (Hugging Face layout)', DEFAULT_MODEL)
+    .option('--adapter <dir>', 'LoRA adapter folder (PEFT format) to apply')
+    .addOption(new Option('--backend <name>', 'TensorFlow.js backend (default: best available; env CHROMATUNE_BACKEND)').choices([...BACKEND_CHOICES]));
+}
+
+async function openModel(o: ModelOpts, json = false) {
+  const info = await initBackend(o.backend);
+  if (!json) process.stderr.write(`backend: ${describeBackend(info)}\n`);
+  if (!fs.existsSync(o.model)) throw new Error(`model folder ${o.model} not found (pass --model DIR)`);
+  const { model, tokenizer } = loadModel(o.model);
+  if (o.adapter) loadAdapter(model, o.adapter);
+  return { model, tokenizer, info };
+}
+
+function dataOptions(o: { questionField?: string; answerField?: string }): LoadOptions {
+  return { questionField: o.questionField, answerField: o.answerField };
+}
+
+const print = (json: boolean, value: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
+
+export function buildProgram(): Command {
+  const program = new Command('chromatune')
+    .description('Fine-tune small GPT-2-style language models with LoRA, and see tuning as colour.')
+    .showHelpAfterError();
+
+  modelOptions(program.command('finetune').description('fine-tune a model with LoRA (or fully) on a question/answer file; writes a run folder'))
+    .requiredOption('--data <file>', 'training data: .jsonl, .json (array) or .csv/.tsv with a question/answer field pair')
+    .option('--validation <file>', 'validation data (default: split off --val-fraction of --data)')
+    .option('--val-fraction <x>', 'fraction of --data held out for validation when --validation is not given', num('--val-fraction'), 0.1)
+    .option('--question-field <name>', 'field holding the question (default: detected)')
+    .option('--answer-field <name>', 'field holding the answer (default: detected)')
+    .addOption(new Option('--method <m>', 'LoRA or full fine-tuning').choices(['lora', 'full']).default('lora'))
+    .option('--epochs <n>', 'passes over the training data', num('--epochs'), 3)
+    .option('--batch-size <n>', 'examples per step', num('--batch-size'), 8)
+    .option('--max-steps <n>', 'stop after this many steps', num('--max-steps'))
+    .option('--lr <x>', 'peak learning rate (default 2e-3 LoRA, 2e-4 full)', num('--lr'))
+    .addOption(new Option('--schedule <s>', 'decay after warmup').choices(['cosine', 'linear', 'constant']).default('cosine'))
+    .option('--warmup <n>', 'warmup steps', num('--warmup'), 0)
+    .option('--rank <r>', 'LoRA rank', num('--rank'), 8)
+    .option('--alpha <a>', 'LoRA alpha (scale alpha/r)', num('--alpha'), 16)
+    .option('--dropout <p>', 'LoRA dropout', num('--dropout'), 0)
+    .option('--targets <list>', 'LoRA target modules: qkv,attn_out,mlp_in,mlp_out', list, ['qkv', 'attn_out', 'mlp_in', 'mlp_out'])
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay', num('--weight-decay'), 0)
+    .option('--grad-clip <x>', 'clip the global gradient norm (0: off)', num('--grad-clip'), 1)
+    .option('--eval-every <n>', 'validation loss every N steps (0: at the end)', num('--eval-every'), 0)
+    .option('--patience <n>', 'early stopping after N evaluations without improvement', num('--patience'))
+    .option('--seed <n>', 'random seed', num('--seed'), 0)
+    .option('--runs <dir>', 'parent folder of run folders', 'runs')
+    .option('--out <dir>', 'run folder (default: <runs>/<timestamp>)')
+    .option('--resume <dir>', 'continue the run in this folder from its checkpoint')
+    .option('--json', 'print the summary as JSON')
+    .action(async (o) => {
+      const { model, tokenizer, info } = await openModel(o, o.json);
+      const data = loadExamples(o.data, dataOptions(o));
+      const split = o.validation ? { train: data, validation: loadExamples(o.validation, dataOptions(o)) } : splitValidation(data, o.valFraction, o.seed);
+      const run = o.resume ? runPaths(o.resume) : o.out ? runPaths(o.out) : createRunDir(o.runs);
+      fs.mkdirSync(run.dir, { recursive: true });
+      if (o.resume) {
+        if (!hasCheckpoint(run.checkpoint)) throw new Error(`${run.checkpoint}: no checkpoint to resume from`);
+        truncateMetrics(run, JSON.parse(fs.readFileSync(path.join(run.checkpoint, 'trainer_state.json'), 'utf8')).step);
+      }
+      const bar = progressBar('finetune');
+      let result: FinetuneResult;
+      try {
+        result = await finetune({
+          model,
+          tokenizer,
+          train: split.train,
+          validation: split.validation,
+          method: o.method,
+          lora: { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
+          epochs: o.epochs,
+          batchSize: o.batchSize,
+          maxSteps: o.maxSteps,
+          learningRate: o.lr,
+          schedule: o.schedule,
+          warmupSteps: o.warmup,
+          weightDecay: o.weightDecay,
+          gradClipNorm: o.gradClip,
+          evalEvery: o.evalEvery,
+          earlyStopping: o.patience !== undefined ? { patience: o.patience } : undefined,
+          seed: o.seed,
+          checkpointDir: run.checkpoint,
+          checkpointEvery: o.evalEvery || 50,
+          resume: Boolean(o.resume),
+          baseModelName: path.resolve(o.model),
+          onProgress: (e) => {
+            bar.update(e);
+            if (e.kind === 'step') appendMetric(run, { kind: 'train', step: e.step, epoch: e.epoch, loss: e.loss, lr: e.lr, tokens_per_s: e.tokensPerSecond });
+            if (e.kind === 'eval') appendMetric(run, { kind: 'eval', step: e.step, val_loss: e.valLoss });
+          },
+        });
+      } finally {
+        bar.stop();
+      }
+      if (o.method === 'lora') saveAdapter(model.activeAdapter!, run.adapter, path.resolve(o.model));
+      else saveModel(model, tokenizer, run.model);
+      const summary = {
+        run: run.dir,
+        data: path.resolve(o.data),
+        model: path.resolve(o.model),
+        method: o.method,
+        backend: info,
+        train_examples: split.train.length,
+        validation_examples: split.validation.length,
+        steps: result.steps,
+        resumed_from: result.resumedFrom,
+        stopped_early: result.stoppedEarly,
+        final_train_loss: result.history.at(-1)?.loss ?? null,
+        val_loss: result.evals.at(-1)?.valLoss ?? null,
+        best_val_loss: result.bestValLoss,
+        trainable_parameters: result.trainableParameters,
+        seconds: result.seconds,
+        output: o.method === 'lora' ? run.adapter : run.model,
+      };
+      writeSummary(run, summary);
+      print(o.json, summary, () => `run: ${run.dir}\nsteps: ${summary.steps}, train loss ${summary.final_train_loss?.toFixed(4)}, val loss ${summary.val_loss?.toFixed(4) ?? '-'}\nsaved: ${summary.output}`);
+    });
+
+  modelOptions(program.command('eval').description('loss, perplexity and exact match of greedy answers on a question/answer file'))
+    .requiredOption('--data <file>', 'question/answer file')
+    .option('--question-field <name>', 'field holding the question')
+    .option('--answer-field <name>', 'field holding the answer')
+    .option('--limit <n>', 'evaluate only the first N examples', num('--limit'))
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const { model, tokenizer } = await openModel(o, o.json);
+      const examples = loadExamples(o.data, dataOptions(o)).slice(0, o.limit);
+      const r = evaluate(new TrainingClient(model, tokenizer, 'none'), examples);
+      print(o.json, r, () => `examples ${r.examples}  loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  exact match ${(100 * r.exactMatch).toFixed(1)}%`);
+    });
+
+  modelOptions(program.command('sample').description('generate completions for a prompt'))
+    .option('--prompt <text>', 'raw prompt text')
+    .option('--question <text>', 'a question, wrapped as "Question: ...\\nAnswer:"')
+    .option('--max-tokens <n>', 'tokens to generate', num('--max-tokens'), 64)
+    .option('--temperature <t>', '0 is greedy', num('--temperature'), 1)
+    .option('--top-p <p>', 'nucleus sampling threshold', num('--top-p'))
+    .option('--top-k <k>', 'keep the k most likely tokens', num('--top-k'))
+    .option('--stop <s...>', 'stop strings (default: newline when --question is used)')
+    .option('--num-samples <n>', 'independent samples', num('--num-samples'), 1)
+    .option('--seed <n>', 'random seed', num('--seed'), 0)
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      if ((o.prompt === undefined) === (o.question === undefined)) throw new Error('sample: give exactly one of --prompt or --question');
+      const { model, tokenizer } = await openModel(o, o.json);
+      const prompt = o.question !== undefined ? formatPrompt(o.question) : o.prompt;
+      const stop = o.stop ?? (o.question !== undefined ? ['\n'] : []);
+      const r = new TrainingClient(model, tokenizer, 'none').sample(prompt, {
+        maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, stop, numSamples: o.numSamples, seed: o.seed,
+      });
+      print(o.json, { prompt, ...r }, () => r.samples.map((s, i) => `[${i}] ${s.text} (${s.finishReason})`).join('\n'));
+    });
+
+  modelOptions(program.command('logprobs').description("token ids of a prompt and completion, and each completion token's logprob"))
+    .requiredOption('--prompt <text>', 'prompt text')
+    .requiredOption('--completion <text>', 'completion text scored given the prompt')
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const { model, tokenizer } = await openModel(o, o.json);
+      const r = new TrainingClient(model, tokenizer, 'none').computeLogprobs(o.prompt, o.completion);
+      const out = { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, logprobs: r.logprobs, total_logprob: r.total };
+      print(o.json, out, () =>
+        r.completionTokens.map((t, i) => `${JSON.stringify(tokenizer.decode([t]))}\t${t}\t${r.logprobs[i].toFixed(4)}`).join('\n') + `\ntotal\t${r.total.toFixed(4)}`,
+      );
+    });
+
+  const bench = program.command('bench').description('benchmarks (print one JSON object)');
+  bench
+    .command('train')
+    .description('training and sampling tokens/s, matmul GFLOP/s and MFU, against the cpu backend and PyTorch (if installed)')
+    .option('--seconds <s>', 'time per measurement', num('--seconds'), 4)
+    .option('--cases <list>', 'a: 2-layer d=128 byte-vocabulary model; b: the embedded base model architecture', list, ['a', 'b'])
+    .option('--backends <list>', 'main backend then its peer', list, ['wasm', 'cpu'])
+    .option('--no-torch', 'skip the PyTorch peer')
+    .option('--json', 'print JSON (the only output format)')
+    .action(async (o) => {
+      for (const c of o.cases) if (c !== 'a' && c !== 'b') throw new Error(`--cases: unknown case "${c}"; valid: a, b`);
+      for (const b of o.backends) if (!BACKEND_CHOICES.includes(b)) throw new Error(`--backends: unknown backend "${b}"; valid: ${BACKEND_CHOICES.join(', ')}`);
+      const { runTrainBench } = await import('../../bench/train');
+      const r = await runTrainBench({ seconds: o.seconds, cases: o.cases, backends: o.backends, torch: o.torch });
+      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv);
+}

@@ -1,0 +1,641 @@
+/**
+ * Training: the loss and its gradient, AdamW, schedules, determinism, checkpoints and resume,
+ * divergence, configuration errors, sampling and log-probabilities. Every expectation is computed
+ * independently (plain JS from the model's logits, finite differences, formulas).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '../kernel/backend/tf';
+import { initBackend } from '../kernel/backend';
+import type { Batch } from '../kernel/data/batch';
+import { makeConfig } from '../kernel/model/config';
+import { GPT2Model } from '../kernel/model/gpt2';
+import { makeLoraConfig } from '../kernel/lora/config';
+import { loadAdapter } from '../kernel/lora/peft';
+import { AdamW } from '../kernel/train/adamw';
+import { loadCheckpoint, STATE_FILE } from '../kernel/train/checkpoint';
+import { TrainingClient } from '../kernel/train/client';
+import { type FinetuneConfig, finetune, TrainingDivergedError } from '../kernel/train/finetune';
+import { learningRateAt, type Schedule } from '../kernel/train/schedule';
+import { generate } from '../kernel/sample/generate';
+import {
+  argmax,
+  byteTokenizer,
+  listFiles,
+  logitsOf,
+  logSoftmax,
+  maxAbsDiff,
+  perturbedModel,
+  qaBatch,
+  qaPairs,
+  tinyConfig,
+  tmpDir,
+} from './engine-helpers';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+const cfg = tinyConfig({ n_positions: 64 }); // room for a whole question/answer example (about 45 tokens)
+const tok = byteTokenizer();
+
+/** Rows of a batch's input ids. */
+const rowsOf = (b: Batch) => Array.from({ length: b.batchSize }, (_, r) => Array.from(b.inputIds.subarray(r * b.seqLen, (r + 1) * b.seqLen)));
+
+/** Per-target log-probabilities from the model's logits, in JS. */
+function jsLogprobs(model: GPT2Model, b: Batch): Float64Array {
+  const logits = logitsOf(model, rowsOf(b));
+  const V = model.config.vocab_size;
+  const out = new Float64Array(b.batchSize * b.seqLen);
+  for (let i = 0; i < out.length; i++) out[i] = logSoftmax(logits.subarray(i * V, (i + 1) * V))[b.targets[i]];
+  return out;
+}
+
+function jsLoss(lp: ArrayLike<number>, w: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < lp.length; i++) {
+    num += w[i] * lp[i];
+    den += w[i];
+  }
+  return -num / den;
+}
+
+// ---- loss -------------------------------------------------------------------------------------
+
+describe('forwardBackward', () => {
+  let model: GPT2Model;
+  let client: TrainingClient;
+  beforeAll(() => {
+    model = perturbedModel(cfg, 2, 0.1);
+    client = new TrainingClient(model, tok, 'full');
+  });
+  afterAll(() => {
+    client.dispose();
+    model.dispose();
+  });
+
+  it('returns per-token logprobs of the model and loss = -sum(w·lp)/sum(w)', () => {
+    const batch = qaBatch(tok, qaPairs(3));
+    expect(batch.weights.some((w) => w === 0) && batch.weights.some((w) => w === 1)).toBe(true);
+    const want = jsLogprobs(model, batch);
+    const fb = client.forwardBackward(batch);
+    client.clearGradients();
+    expect(fb.logprobs.length).toBe(batch.batchSize * batch.seqLen);
+    expect(maxAbsDiff(fb.logprobs, want)).toBeLessThan(1e-4);
+    expect(Math.abs(fb.loss - jsLoss(want, batch.weights))).toBeLessThan(1e-5);
+    expect(fb.weightSum).toBe(batch.weights.reduce((a, b) => a + b, 0));
+    // The evaluation path (no gradients) gives the same numbers.
+    const ev = client.forward(batch);
+    expect(Math.abs(ev.loss - fb.loss)).toBeLessThan(1e-6);
+  });
+
+  it('prompt targets (weight 0) do not affect the loss; answer targets do', () => {
+    const batch = qaBatch(tok, qaPairs(2));
+    const base = client.forward(batch).loss;
+    const promptPos = batch.weights.findIndex((w, i) => w === 0 && i % batch.seqLen < 5);
+    const answerPos = batch.weights.findIndex((w) => w === 1);
+    const promptChanged = { ...batch, targets: batch.targets.slice() };
+    promptChanged.targets[promptPos] = (promptChanged.targets[promptPos] + 1) % 257;
+    const fbPrompt = client.forwardBackward(promptChanged);
+    client.clearGradients();
+    expect(fbPrompt.loss).toBe(base);
+    // ...although that position's log-probability did change (the target was read).
+    expect(Math.abs(fbPrompt.logprobs[promptPos] - client.forward(batch).logprobs[promptPos])).toBeGreaterThan(1e-4);
+    const answerChanged = { ...batch, targets: batch.targets.slice() };
+    answerChanged.targets[answerPos] = (answerChanged.targets[answerPos] + 1) % 257;
+    expect(Math.abs(client.forward(answerChanged).loss - base)).toBeGreaterThan(1e-4);
+  });
+
+  it('accumulates the sum of gradients over calls and optimStep clears them', () => {
+    const b1 = qaBatch(tok, qaPairs(2));
+    const b2 = qaBatch(tok, qaPairs(2, 5));
+    client.forwardBackward(b1);
+    const g1 = client.accumulatedGradients();
+    client.clearGradients();
+    client.forwardBackward(b2);
+    const g2 = client.accumulatedGradients();
+    client.forwardBackward(b1);
+    expect(client.accumulatedSteps).toBe(2);
+    const sum = client.accumulatedGradients();
+    for (const name of ['transformer.wte.weight', 'transformer.h.1.mlp.c_fc.weight', 'transformer.ln_f.bias']) {
+      const want = Float64Array.from(g1.get(name)!.data, (v, i) => v + g2.get(name)!.data[i]);
+      expect(maxAbsDiff(sum.get(name)!.data, want)).toBeLessThan(1e-6);
+    }
+    client.clearGradients();
+    expect(client.accumulatedGradients().size).toBe(0);
+    expect(() => client.optimStep({ learningRate: 1e-3 })).toThrow(/no gradients/);
+  });
+});
+
+// ---- gradient check (cpu) --------------------------------------------------------------------------
+
+describe('gradient check against central finite differences (cpu backend)', () => {
+  beforeAll(async () => {
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined); // the cpu backend's banner
+    await initBackend('cpu');
+    tf.tidy(() => tf.zeros([1]).dataSync());
+    warn.mockRestore();
+  });
+  afterAll(async () => {
+    await initBackend('wasm');
+  });
+
+  const small = makeConfig({ vocab_size: 40, n_positions: 12, n_embd: 16, n_layer: 2, n_head: 2 });
+  const batch: Batch = {
+    inputIds: Int32Array.from({ length: 16 }, (_, i) => (i * 13 + 5) % 40),
+    targets: Int32Array.from({ length: 16 }, (_, i) => (i * 29 + 7) % 40),
+    weights: Float32Array.from({ length: 16 }, (_, i) => (i % 8 >= 3 ? 1 : 0)),
+    batchSize: 2,
+    seqLen: 8,
+  };
+
+  /** Central difference of the loss at index `idx` of variable `v`, step eps. */
+  function finiteDifference(client: TrainingClient, v: tf.Variable, idx: number, eps: number): number {
+    const data = (v.dataSync() as Float32Array).slice();
+    const orig = data[idx];
+    const at = (x: number) => {
+      data[idx] = x;
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape)));
+      return client.forward(batch).loss;
+    };
+    const lp = at(orig + eps);
+    const lm = at(orig - eps);
+    at(orig);
+    return (lp - lm) / (2 * eps);
+  }
+
+  function check(client: TrainingClient, names: string[]) {
+    expect(tf.getBackend()).toBe('cpu');
+    client.forwardBackward(batch);
+    const grads = client.accumulatedGradients();
+    client.clearGradients();
+    const vars = new Map(client.model.trainableVariables(client.mode));
+    let checked = 0;
+    for (const name of names) {
+      const g = grads.get(name)!.data;
+      // The largest component and one more with a sizeable gradient.
+      const order = Array.from(g.keys()).sort((a, b) => Math.abs(g[b]) - Math.abs(g[a]));
+      for (const idx of [order[0], order[Math.floor(order.length / 8)]]) {
+        if (Math.abs(g[idx]) < 1e-3) continue;
+        const fd = finiteDifference(client, vars.get(name)!, idx, 1e-2);
+        expect({ name, idx, ok: Math.abs(fd - g[idx]) <= 5e-2 * Math.abs(g[idx]) + 2e-4, g: g[idx], fd }).toMatchObject({ name, idx, ok: true });
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(names.length);
+  }
+
+  it('full fine-tuning: embeddings, norms, attention, MLP', () => {
+    const model = perturbedModel(small, 7, 0.2);
+    const client = new TrainingClient(model, tok, 'full');
+    check(client, [
+      'transformer.wte.weight',
+      'transformer.wpe.weight',
+      'transformer.h.0.ln_1.weight',
+      'transformer.h.0.attn.c_attn.weight',
+      'transformer.h.0.attn.c_attn.bias',
+      'transformer.h.1.attn.c_proj.weight',
+      'transformer.h.1.mlp.c_fc.weight',
+      'transformer.h.1.mlp.c_proj.bias',
+      'transformer.ln_f.weight',
+      'transformer.ln_f.bias',
+    ]);
+    client.dispose();
+    model.dispose();
+  });
+
+  it('LoRA: A and B of every target module', () => {
+    const model = perturbedModel(small, 8, 0.2);
+    const a = model.addAdapter('a', makeLoraConfig({ r: 2, alpha: 4 }, small), 1);
+    for (const l of a.layers.values()) tf.tidy(() => l.B.assign(tf.randomNormal(l.B.shape, 0, 0.3, 'float32', 3))); // A gets a gradient only when B != 0
+    const client = new TrainingClient(model, tok, 'lora');
+    check(client, a.namedVariables().map(([n]) => n).filter((n) => n.includes('.h.1.') || n.includes('c_attn')));
+    client.dispose();
+    model.dispose();
+  });
+});
+
+// ---- AdamW ----------------------------------------------------------------------------------------
+
+describe('AdamW', () => {
+  /** Independent AdamW (PyTorch's formulation; decay on matrices only, as documented). */
+  function jsAdamW(p: Float64Array, grads: number[][], o: { lr: number; b1: number; b2: number; eps: number; wd: number; decay: boolean; clip?: number; norms?: number[] }) {
+    const m = new Float64Array(p.length);
+    const v = new Float64Array(p.length);
+    grads.forEach((g0, k) => {
+      const t = k + 1;
+      const norm = o.norms ? o.norms[k] : 0;
+      const c = o.clip && norm > o.clip ? o.clip / (norm + 1e-6) : 1;
+      for (let i = 0; i < p.length; i++) {
+        const g = g0[i] * c;
+        m[i] = o.b1 * m[i] + (1 - o.b1) * g;
+        v[i] = o.b2 * v[i] + (1 - o.b2) * g * g;
+        const mh = m[i] / (1 - o.b1 ** t);
+        const vh = v[i] / (1 - o.b2 ** t);
+        if (o.decay) p[i] *= 1 - o.lr * o.wd;
+        p[i] -= (o.lr * mh) / (Math.sqrt(vh) + o.eps);
+      }
+    });
+    return p;
+  }
+
+  const W0 = [0.5, -0.25, 0.125, 1, -1, 0.3];
+  const b0 = [0.1, -0.2, 0.3];
+  const gW = [
+    [0.1, -0.2, 0.05, 0.4, -0.01, 0.3],
+    [-0.3, 0.1, 0.02, 0.4, 0.2, -0.1],
+    [0.2, 0.2, -0.5, -0.1, 0.05, 0.0],
+  ];
+  const gb = [
+    [1, -2, 0.5],
+    [0.3, 0.2, -0.1],
+    [-1, 0.4, 0.2],
+  ];
+
+  it('three steps with bias correction and decoupled weight decay match a JS AdamW', () => {
+    const opt = new AdamW();
+    const W = tf.variable(tf.tensor2d(W0, [2, 3]));
+    const b = tf.variable(tf.tensor1d(b0));
+    const hp = { learningRate: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 };
+    for (let k = 0; k < 3; k++) {
+      const grads = new Map<string, tf.Tensor>([
+        ['transformer.h.0.attn.c_attn.weight', tf.tensor2d(gW[k], [2, 3])],
+        ['transformer.h.0.attn.c_attn.bias', tf.tensor1d(gb[k])],
+      ]);
+      const r = opt.apply([['transformer.h.0.attn.c_attn.weight', W], ['transformer.h.0.attn.c_attn.bias', b]], grads, hp);
+      grads.forEach((g) => g.dispose());
+      const norm = Math.sqrt([...gW[k], ...gb[k]].reduce((s, x) => s + x * x, 0));
+      expect(Math.abs(r.gradNorm - norm)).toBeLessThan(1e-6);
+      expect(opt.step).toBe(k + 1);
+      const o = { lr: 0.01, b1: 0.8, b2: 0.95, eps: 1e-6, wd: 0.1 };
+      const wantW = jsAdamW(Float64Array.from(W0), gW.slice(0, k + 1), { ...o, decay: true });
+      const wantB = jsAdamW(Float64Array.from(b0), gb.slice(0, k + 1), { ...o, decay: false });
+      expect(maxAbsDiff(W.dataSync(), wantW)).toBeLessThan(1e-6);
+      expect(maxAbsDiff(b.dataSync(), wantB)).toBeLessThan(1e-6);
+    }
+    // Without weight decay the matrix would be elsewhere: the decay is really applied.
+    const noDecay = jsAdamW(Float64Array.from(W0), gW, { lr: 0.01, b1: 0.8, b2: 0.95, eps: 1e-6, wd: 0, decay: false });
+    expect(maxAbsDiff(W.dataSync(), noDecay)).toBeGreaterThan(1e-4);
+    W.dispose();
+    b.dispose();
+    opt.dispose();
+  });
+
+  it('clips the global gradient norm before the moments', () => {
+    const opt = new AdamW();
+    const W = tf.variable(tf.tensor2d(W0, [2, 3]));
+    const b = tf.variable(tf.tensor1d(b0));
+    const norms: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      const grads = new Map<string, tf.Tensor>([
+        ['w.weight', tf.tensor2d(gW[k], [2, 3])],
+        ['w.bias', tf.tensor1d(gb[k])],
+      ]);
+      norms.push(opt.apply([['w.weight', W], ['w.bias', b]], grads, { learningRate: 0.05, eps: 1e-3, gradClipNorm: 0.5 }).gradNorm);
+      grads.forEach((g) => g.dispose());
+    }
+    const o = { lr: 0.05, b1: 0.9, b2: 0.999, eps: 1e-3, wd: 0, decay: false, clip: 0.5 };
+    // Split W and b: the clip factor is shared (global norm), so the two halves are independent otherwise.
+    expect(maxAbsDiff(W.dataSync(), jsAdamW(Float64Array.from(W0), gW, { ...o, norms }))).toBeLessThan(1e-6);
+    expect(maxAbsDiff(b.dataSync(), jsAdamW(Float64Array.from(b0), gb, { ...o, norms }))).toBeLessThan(1e-6);
+    // Unclipped, the result differs (eps 1e-3 makes Adam sensitive to the gradient's scale).
+    expect(maxAbsDiff(b.dataSync(), jsAdamW(Float64Array.from(b0), gb, { ...o, clip: undefined }))).toBeGreaterThan(1e-5);
+    W.dispose();
+    b.dispose();
+    opt.dispose();
+  });
+
+  it('optimStep applies the mean of the accumulated gradients', () => {
+    const model = GPT2Model.random(cfg, 5);
+    const client = new TrainingClient(model, tok, 'full');
+    const name = 'transformer.h.1.mlp.c_fc.weight';
+    const w0 = Float64Array.from(model.param(name).dataSync());
+    client.forwardBackward(qaBatch(tok, qaPairs(2)));
+    client.forwardBackward(qaBatch(tok, qaPairs(2, 7)));
+    const sum = client.accumulatedGradients().get(name)!.data;
+    const mean = Array.from(sum, (g) => g / 2);
+    client.optimStep({ learningRate: 0.01, eps: 1e-3, weightDecay: 0.05 });
+    const want = jsAdamW(w0, [mean], { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-3, wd: 0.05, decay: true });
+    expect(maxAbsDiff(model.param(name).dataSync(), want)).toBeLessThan(1e-6);
+    const wrong = jsAdamW(Float64Array.from(w0), [Array.from(sum)], { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-3, wd: 0.05, decay: true });
+    expect(maxAbsDiff(want, wrong)).toBeGreaterThan(1e-6); // the check can tell mean from sum
+    client.dispose();
+    model.dispose();
+  });
+});
+
+// ---- schedule -----------------------------------------------------------------------------------
+
+describe('learningRateAt', () => {
+  const base: Schedule = { kind: 'cosine', peak: 1e-3, warmupSteps: 10, totalSteps: 110, minLrRatio: 0.1 };
+  const close = (a: number, b: number) => expect(Math.abs(a - b)).toBeLessThan(1e-12);
+
+  it('linear warmup to the peak', () => {
+    close(learningRateAt(base, 0), 1e-4);
+    close(learningRateAt(base, 4), 5e-4);
+    close(learningRateAt(base, 9), 1e-3);
+  });
+
+  it('cosine decay from the peak to minLrRatio·peak', () => {
+    close(learningRateAt(base, 10), 1e-3);
+    close(learningRateAt(base, 60), 0.55e-3); // halfway: (peak + floor) / 2
+    close(learningRateAt(base, 35), 1e-4 + 9e-4 * 0.5 * (1 + Math.cos(Math.PI / 4)));
+    close(learningRateAt(base, 110), 1e-4);
+    close(learningRateAt(base, 500), 1e-4); // past the end: stays at the floor
+    for (let s = 10; s < 110; s++) expect(learningRateAt(base, s + 1)).toBeLessThanOrEqual(learningRateAt(base, s));
+  });
+
+  it('linear decay and constant', () => {
+    const lin = { ...base, kind: 'linear' as const };
+    close(learningRateAt(lin, 10), 1e-3);
+    close(learningRateAt(lin, 35), 1e-3 - 0.25 * 9e-4);
+    close(learningRateAt(lin, 60), 0.55e-3);
+    close(learningRateAt(lin, 110), 1e-4);
+    const con = { ...base, kind: 'constant' as const };
+    close(learningRateAt(con, 3), 4e-4);
+    close(learningRateAt(con, 50), 1e-3);
+    close(learningRateAt({ ...base, warmupSteps: 0, minLrRatio: 0 }, 0), 1e-3);
+  });
+});
+
+// ---- finetune: determinism, resume, divergence, configuration ---------------------------------------
+
+/** A LoRA fine-tune of a fresh copy of the same base (seed 1), with dropout. */
+function loraRun(over: Partial<FinetuneConfig> = {}) {
+  const model = GPT2Model.random(cfg, 1);
+  const c: FinetuneConfig = {
+    model,
+    tokenizer: tok,
+    train: qaPairs(8),
+    lora: { r: 4, alpha: 8, dropout: 0.1 },
+    epochs: 2,
+    batchSize: 3,
+    learningRate: 1e-2,
+    seed: 7,
+    ...over,
+  };
+  return { model, promise: finetune(c) };
+}
+
+describe('finetune', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = tmpDir('train');
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('is deterministic for a seed (LoRA with dropout) and differs for another seed', async () => {
+    const runs = [];
+    for (const over of [{}, {}, { seed: 8 }, { lora: { r: 4, alpha: 8, dropout: 0 } }]) {
+      const { model, promise } = loraRun(over);
+      const r = await promise;
+      runs.push(r.history.map((h) => h.loss));
+      r.client.dispose();
+      model.dispose();
+    }
+    expect(runs[0].length).toBe(6);
+    expect(maxAbsDiff(runs[0], runs[1])).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(runs[0], runs[2])).toBeGreaterThan(1e-4);
+    expect(maxAbsDiff(runs[0], runs[3])).toBeGreaterThan(1e-6); // dropout is on (and seeded), not ignored
+  });
+
+  /** Checks, at every checkpoint event, that the folder holds exactly one whole checkpoint of that step. */
+  function watchCheckpoints(ckpt: string, files: string[], seen: number[]) {
+    return (step: number) => {
+      seen.push(step);
+      expect(listFiles(ckpt)).toEqual(files);
+      expect(JSON.parse(fs.readFileSync(path.join(ckpt, STATE_FILE), 'utf8')).step).toBe(step);
+      expect(fs.readdirSync(path.dirname(ckpt))).toEqual([path.basename(ckpt)]); // no temp or backup folders beside it
+    };
+  }
+
+  it.each([
+    ['lora', 8, 3, ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', STATE_FILE].sort()],
+    ['full', 4, 2, ['model.safetensors', 'optimizer.safetensors', STATE_FILE].sort()],
+  ] as const)('%s: an interrupted run resumed from its checkpoint continues exactly like an uninterrupted one', async (method, N, k, files) => {
+    const common: Partial<FinetuneConfig> = { method, epochs: 2, batchSize: 4, train: qaPairs(method === 'lora' ? 16 : 8), checkpointEvery: k, warmupSteps: 2, weightDecay: 0.01 };
+    // Uninterrupted.
+    const seenA: number[] = [];
+    const ckA = path.join(dir, 'a', 'ckpt');
+    const onA = watchCheckpoints(ckA, [...files], seenA);
+    const a = loraRun({ ...common, checkpointDir: ckA, onProgress: (e) => e.kind === 'checkpoint' && onA(e.step) });
+    const ra = await a.promise;
+    expect(ra.steps).toBe(N);
+    const expectedSaves = Array.from({ length: Math.floor(N / k) }, (_, i) => (i + 1) * k);
+    if (N % k !== 0) expectedSaves.push(N);
+    expect(seenA).toEqual(expectedSaves);
+    const lossesA = ra.history.map((h) => h.loss);
+    const finalA = ra.client.model.trainableVariables(method).map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()] as const);
+
+    // Interrupted right after the checkpoint of step k (an exception out of the progress callback).
+    const ckB = path.join(dir, 'b', 'ckpt');
+    const first: number[] = [];
+    const b1 = loraRun({
+      ...common,
+      checkpointDir: ckB,
+      onProgress: (e) => {
+        if (e.kind === 'step') first.push(e.loss!);
+        if (e.kind === 'checkpoint' && e.step === k) throw new Error('interrupted');
+      },
+    });
+    await expect(b1.promise).rejects.toThrow('interrupted');
+    b1.model.dispose();
+    expect(first.length).toBe(k);
+    expect(listFiles(ckB)).toEqual([...files]);
+
+    // A new model and finetune call resume from the folder.
+    const seenB: number[] = [];
+    const onB = watchCheckpoints(ckB, [...files], seenB);
+    const b2 = loraRun({ ...common, checkpointDir: ckB, resume: true, onProgress: (e) => e.kind === 'checkpoint' && onB(e.step) });
+    const rb = await b2.promise;
+    expect(rb.resumedFrom).toBe(k);
+    expect(rb.steps).toBe(N);
+    expect(seenB).toEqual(expectedSaves.filter((s) => s > k));
+    const lossesB = [...first, ...rb.history.slice(k).map((h) => h.loss)];
+    expect(lossesB.length).toBe(N);
+    expect(maxAbsDiff(lossesB, lossesA)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(rb.history.slice(0, k).map((h) => h.loss), first)).toBe(0); // history carried in the checkpoint
+    const finalB = new Map(rb.client.model.trainableVariables(method));
+    for (const [n, w] of finalA) expect(maxAbsDiff(finalB.get(n)!.dataSync(), w)).toBeLessThanOrEqual(1e-6);
+    expect(listFiles(dir).filter((f) => /tmp|old/.test(f))).toEqual([]);
+
+    // Resuming with different settings is refused, naming the setting.
+    const c = loraRun({ ...common, learningRate: 5e-3, checkpointDir: ckB, resume: true });
+    await expect(c.promise).rejects.toThrow(/cannot resume, learningRate was 0\.01 and is now 0\.005/);
+    for (const r of [ra, rb]) r.client.dispose();
+    for (const m of [a.model, b2.model, c.model]) m.dispose();
+  });
+
+  it('a learning rate so large that the loss becomes NaN throws TrainingDivergedError', async () => {
+    for (const method of ['lora', 'full'] as const) {
+      const { model, promise } = loraRun({ method, learningRate: 1e30, gradClipNorm: 0 });
+      await expect(promise).rejects.toThrow(TrainingDivergedError);
+      await expect(promise).rejects.toThrow(/loss became NaN at step \d+ .*learningRate/);
+      model.dispose();
+    }
+  });
+
+  it('an overflowing weight (finite loss, infinite gradient) is divergence too', async () => {
+    const { model, promise } = loraRun({
+      onProgress: (e) => {
+        if (e.kind === 'step' && e.step === 2) {
+          const B = model.activeAdapter!.layers.get('transformer.h.1.mlp.c_proj')!.B;
+          tf.tidy(() => B.assign(tf.fill(B.shape, 1e25)));
+        }
+      },
+    });
+    await expect(promise).rejects.toThrow(TrainingDivergedError);
+    await expect(promise).rejects.toThrow(/gradient norm became (Infinity|NaN) \(loss [-+.\de]+\) at step \d+ /);
+    model.dispose();
+  });
+
+  it('after divergence the checkpoint folder still holds the last good checkpoint, loadable', async () => {
+    const ckpt = path.join(dir, 'ckpt');
+    let goodB: Float32Array | undefined;
+    const { model, promise } = loraRun({
+      checkpointDir: ckpt,
+      checkpointEvery: 1,
+      onProgress: (e) => {
+        if (e.kind === 'checkpoint' && e.step === 3) {
+          const B = model.activeAdapter!.layers.get('transformer.h.0.attn.c_attn')!.B;
+          goodB = (B.dataSync() as Float32Array).slice();
+          tf.tidy(() => B.assign(tf.fill(B.shape, NaN))); // the weights go bad after the step-3 checkpoint
+        }
+      },
+    });
+    let err: unknown;
+    await promise.catch((e) => (err = e));
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    expect((err as Error).message).toMatch(/loss became NaN at step 4 .*last good checkpoint is kept in/);
+    const state = JSON.parse(fs.readFileSync(path.join(ckpt, STATE_FILE), 'utf8'));
+    expect(state.step).toBe(3);
+    expect(state.step).toBeLessThan(4);
+    expect(listFiles(dir)).toEqual(['ckpt/adapter_config.json', 'ckpt/adapter_model.safetensors', 'ckpt/optimizer.safetensors', `ckpt/${STATE_FILE}`]);
+    // Loadable as a PEFT adapter and as a training checkpoint, with the good (finite) weights.
+    const fresh = GPT2Model.random(cfg, 1);
+    const loaded = loadAdapter(fresh, ckpt, 'good');
+    const B = loaded.layers.get('transformer.h.0.attn.c_attn')!.B.dataSync();
+    expect(maxAbsDiff(B, goodB!)).toBe(0);
+    expect(Array.from(B).some((v) => v !== 0)).toBe(true);
+    const client = new TrainingClient(fresh, tok, 'lora');
+    const st = loadCheckpoint(ckpt, client, state.fingerprint);
+    expect(st.step).toBe(3);
+    expect(client.optimizer.step).toBe(3);
+    expect(Number.isFinite(client.forward(qaBatch(tok, qaPairs(2))).loss)).toBe(true);
+    client.dispose();
+    fresh.dispose();
+    model.dispose();
+  });
+
+  it.each([
+    ['batchSize 0', { batchSize: 0 }, /batchSize must be an integer >= 1, got 0/],
+    ['learningRate 0', { learningRate: 0 }, /learningRate must be a finite number > 0, got 0/],
+    ['learningRate negative', { learningRate: -1e-3 }, /learningRate must be a finite number > 0, got -0\.001/],
+    ['learningRate NaN', { learningRate: NaN }, /learningRate must be a finite number > 0, got NaN/],
+    ['epochs 0', { epochs: 0 }, /epochs must be an integer >= 1, got 0/],
+    ['schedule bogus', { schedule: 'bogus' as never }, /schedule must be one of cosine, linear, constant, got "bogus"/],
+    ['lora r 0', { lora: { r: 0 } }, /lora\.r must be an integer in \[1, 32\]/],
+    ['no examples', { train: [] }, /train must hold at least one example/],
+  ] as Array<[string, Partial<FinetuneConfig>, RegExp]>)('bad configuration: %s names the field', async (_label, over, message) => {
+    const { model, promise } = loraRun(over);
+    await expect(promise).rejects.toThrow(message);
+    expect(model.adapters.size).toBe(0); // nothing was attached or trained
+    model.dispose();
+  });
+});
+
+// ---- sampling and log-probabilities ----------------------------------------------------------------
+
+describe('generate', () => {
+  let random: GPT2Model;
+  let trained: GPT2Model;
+  const prompt = 'Question: What is 3?\nAnswer:';
+  beforeAll(async () => {
+    random = GPT2Model.random(cfg, 9);
+    // A briefly trained model, so that greedy outputs are ASCII text with structure.
+    trained = GPT2Model.random(cfg, 10);
+    const r = await finetune({ model: trained, tokenizer: tok, train: qaPairs(8), method: 'full', epochs: 30, batchSize: 8, learningRate: 1e-2 });
+    r.client.dispose();
+  });
+  afterAll(() => {
+    random.dispose();
+    trained.dispose();
+  });
+
+  it('temperature 0 is greedy: each token is the argmax of the logits given everything before it', () => {
+    for (const model of [random, trained]) {
+      const s = generate(model, tok, prompt, { temperature: 0, maxTokens: 10 }).samples[0];
+      const seq = tok.encode(prompt);
+      s.tokens.forEach((token, i) => {
+        const logits = logitsOf(model, [seq]);
+        const row = logits.subarray((seq.length - 1) * 257, seq.length * 257);
+        expect(token).toBe(argmax(row));
+        expect(Math.abs(s.logprobs[i] - logSoftmax(row)[token])).toBeLessThan(1e-4);
+        seq.push(token);
+      });
+      if (s.finishReason === 'eos') {
+        expect(argmax(logitsOf(model, [seq]).subarray((seq.length - 1) * 257))).toBe(tok.eosId);
+      } else expect(s.tokens.length).toBe(10);
+      expect(s.text).toBe(tok.decode(s.tokens));
+    }
+  });
+
+  it('a seed reproduces samples at temperature 1 and another seed differs', () => {
+    const a = generate(random, tok, prompt, { temperature: 1, seed: 1, maxTokens: 12 }).samples[0];
+    const b = generate(random, tok, prompt, { temperature: 1, seed: 1, maxTokens: 12 }).samples[0];
+    const c = generate(random, tok, prompt, { temperature: 1, seed: 2, maxTokens: 12 }).samples[0];
+    expect(b.tokens).toEqual(a.tokens);
+    expect(c.tokens).not.toEqual(a.tokens);
+    const greedy = generate(random, tok, prompt, { temperature: 0, maxTokens: 12 }).samples[0];
+    expect(a.tokens).not.toEqual(greedy.tokens); // really sampled
+  });
+
+  it('stop strings end generation and are cut off (earliest of several)', () => {
+    const full = generate(trained, tok, prompt, { temperature: 0, maxTokens: 20 }).samples[0];
+    const T = full.text;
+    expect(T).toMatch(/^ It is [\x20-\x7e]*\n[\x20-\x7e\n]*$/); // printable ASCII, so every prefix decodes to a prefix of T
+    for (const stops of [['\n'], [T.slice(8, 10)], [T.slice(9, 11), T.slice(4, 6)], ['\u0000never', '\n']]) {
+      const cut = Math.min(...stops.map((st) => T.indexOf(st)).filter((i) => i >= 0));
+      const s = generate(trained, tok, prompt, { temperature: 0, maxTokens: 20, stop: stops }).samples[0];
+      expect({ stops, text: s.text }).toEqual({ stops, text: T.slice(0, cut) });
+      expect(s.finishReason).toBe('stop');
+      expect(s.tokens.length).toBeLessThan(full.tokens.length);
+      expect(s.tokens).toEqual(full.tokens.slice(0, s.tokens.length)); // generation ended at the stop
+      expect(tok.decode(s.tokens)).toContain(stops.find((st) => T.indexOf(st) === cut));
+    }
+  });
+
+  it('numSamples gives that many samples; sample 0 is the same with 1 and 3', () => {
+    const one = generate(random, tok, prompt, { temperature: 1, seed: 4, maxTokens: 8, numSamples: 1 });
+    const three = generate(random, tok, prompt, { temperature: 1, seed: 4, maxTokens: 8, numSamples: 3 });
+    expect(one.samples.length).toBe(1);
+    expect(three.samples.length).toBe(3);
+    expect(three.samples[0].tokens).toEqual(one.samples[0].tokens);
+    expect(three.samples[0].text).toBe(one.samples[0].text);
+    expect(three.samples[1].tokens).not.toEqual(three.samples[0].tokens);
+    expect(three.samples[2].tokens).not.toEqual(three.samples[1].tokens);
+    const noCache = generate(random, tok, prompt, { temperature: 1, seed: 4, maxTokens: 8, numSamples: 3, useCache: false });
+    expect(noCache.samples.map((s) => s.tokens)).toEqual(three.samples.map((s) => s.tokens));
+  });
+
+  it('computeLogprobs equals the sum of per-token logprobs from the forward logits', () => {
+    const client = new TrainingClient(trained, tok, 'full');
+    for (const [p, completion] of [
+      [prompt, ' It is gold 21\n'],
+      ['Question: What is 5?\nAnswer:', ' nonsense!'],
+    ]) {
+      const r = client.computeLogprobs(p, completion);
+      const ids = [...tok.encode(p), ...tok.encode(completion)];
+      const P = tok.encode(p).length;
+      const logits = logitsOf(trained, [ids.slice(0, -1)]);
+      const want: number[] = [];
+      for (let pos = P - 1; pos < ids.length - 1; pos++) want.push(logSoftmax(logits.subarray(pos * 257, (pos + 1) * 257))[ids[pos + 1]]);
+      expect(r.completionTokens).toEqual(tok.encode(completion));
+      expect(r.logprobs.length).toBe(want.length);
+      expect(maxAbsDiff(r.logprobs, want)).toBeLessThan(1e-4);
+      expect(Math.abs(r.total - want.reduce((a, b) => a + b, 0))).toBeLessThan(1e-3);
+    }
+    client.dispose();
+  });
+});
