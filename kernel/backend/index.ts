@@ -15,6 +15,7 @@ import './tf';
 import * as os from 'os';
 import * as path from 'path';
 import { installWasmKernels } from './wasmKernels';
+import { loadBlas } from './blas';
 
 export type BackendChoice = 'gpu' | 'node' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['gpu', 'node', 'wasm', 'cpu'];
@@ -26,6 +27,10 @@ export interface BackendInfo {
   tfBackend: string;
   simd: boolean;
   threads: number;
+  /** What runs matrix products: 'openblas' (native addon, wasm backend), 'xnnpack' (wasm), or the backend's own. */
+  matmul: string;
+  /** Why the native matmul is not used, when it is not. */
+  matmulReason?: string;
   /** Why earlier choices of the automatic order were skipped, e.g. "gpu: Cannot find module ...". */
   reasons: string[];
 }
@@ -75,7 +80,7 @@ async function load(choice: BackendChoice): Promise<Omit<BackendInfo, 'reasons'>
       // Both packages register the 'tensorflow' backend with the shared tfjs-core engine.
       require(choice === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
       await activate('tensorflow');
-      return { choice, tfBackend: tf.getBackend(), simd: true, threads: nativeThreads() };
+      return { choice, tfBackend: tf.getBackend(), simd: true, threads: nativeThreads(), matmul: 'tensorflow' };
     }
     case 'wasm': {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -87,12 +92,14 @@ async function load(choice: BackendChoice): Promise<Omit<BackendInfo, 'reasons'>
       const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
       // The library disables multithreading under Node; then XNNPACK runs on the calling thread.
       const mt = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
-      return { choice, tfBackend: tf.getBackend(), simd, threads: mt ? Math.max(1, wasm.getThreadsCount()) : 1 };
+      const blas = loadBlas();
+      const matmul = blas.addon ? 'openblas' : 'xnnpack';
+      return { choice, tfBackend: tf.getBackend(), simd, threads: mt ? Math.max(1, wasm.getThreadsCount()) : 1, matmul, matmulReason: blas.reason };
     }
     case 'cpu': {
       require('@tensorflow/tfjs-backend-cpu');
       await activate('cpu');
-      return { choice, tfBackend: tf.getBackend(), simd: false, threads: 1 };
+      return { choice, tfBackend: tf.getBackend(), simd: false, threads: 1, matmul: 'js' };
     }
   }
 }
@@ -147,7 +154,7 @@ export function backendInfo(): BackendInfo | undefined {
 export function describeBackend(info: BackendInfo): string {
   const name = info.choice === info.tfBackend ? info.choice : `${info.choice}/${info.tfBackend}`;
   const threads = `${info.threads} thread${info.threads === 1 ? '' : 's'}`;
-  const parts = info.choice === 'wasm' ? [info.simd ? 'SIMD' : 'no SIMD', threads] : [threads];
+  const parts = info.choice === 'wasm' ? [info.simd ? 'SIMD' : 'no SIMD', threads, `${info.matmul} matmul`] : [threads];
   return `${name} (${parts.join(', ')})`;
 }
 

@@ -26,6 +26,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { type BlasAddon, loadBlas } from './blas';
 
 type Info = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -121,6 +122,9 @@ function batchMatMul(args: KernelArgs): Info {
     return out;
   }
 
+  const blas = loadBlas().addon;
+  if (blas) return blasMatMul(blas, backend, a, b, { M, N, K, transposeA, transposeB, aOuter, bOuter, outOuter, outShape });
+
   // Row-major operands A3 [batchA, M, K] and B3 [batchB, K, N]; transposed copies are temporaries.
   const temps: Info[] = [];
   const A3: Info = transposeA ? transposeLast2(backend, a, batchA, K, M) : { ...a, shape: [batchA, M, K] };
@@ -167,6 +171,68 @@ function batchMatMul(args: KernelArgs): Info {
   }
   for (const t of temps) backend.disposeData(t.dataId);
   return out;
+}
+
+interface Product {
+  M: number;
+  N: number;
+  K: number;
+  transposeA: boolean;
+  transposeB: boolean;
+  aOuter: number[];
+  bOuter: number[];
+  outOuter: number[];
+  outShape: number[];
+}
+
+/**
+ * The product through OpenBLAS, which takes transposed operands as they are (no copies). Equal batches
+ * or a batch of 1 on either side is one call; other broadcasts go slice by slice.
+ */
+function blasMatMul(blas: BlasAddon, backend: BackendWasm, a: Info, b: Info, p: Product, bias?: Info): Info {
+  const { M, N, K, transposeA, transposeB } = p;
+  const out = backend.makeOutput(p.outShape, 'float32');
+  // Views only after makeOutput: a malloc can grow (and detach) the heap.
+  const av = backend.typedArrayFromHeap(a) as Float32Array;
+  const bv = backend.typedArrayFromHeap(b) as Float32Array;
+  const ov = backend.typedArrayFromHeap(out) as Float32Array;
+  const biasView = bias ? (backend.typedArrayFromHeap(bias) as Float32Array) : undefined;
+  const batchA = size(p.aOuter);
+  const batchB = size(p.bOuter);
+  const batch = size(p.outOuter);
+  if (batchB === 1 && !transposeA) {
+    blas.gemm(av, bv, ov, 1, batch * M, N, K, false, transposeB, 0, 0, biasView); // fold the batch into rows
+  } else if ((batchA === batch || batchA === 1) && (batchB === batch || batchB === 1)) {
+    blas.gemm(av, bv, ov, batch, M, N, K, transposeA, transposeB, batchA === 1 ? 0 : M * K, batchB === 1 ? 0 : K * N, biasView);
+  } else {
+    const ia = batchIndexer(p.aOuter, p.outOuter);
+    const ib = batchIndexer(p.bOuter, p.outOuter);
+    for (let i = 0; i < batch; i++) {
+      blas.gemm(av.subarray(ia(i) * M * K), bv.subarray(ib(i) * K * N), ov.subarray(i * M * N), 1, M, N, K, transposeA, transposeB, 0, 0, biasView);
+    }
+  }
+  return out;
+}
+
+/** Bias-only fused products (the dense layers) through OpenBLAS; anything else goes to the library's kernel. */
+function fusedMatMul(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { a, b, bias, preluActivationWeights } = args.inputs as { a: Info; b: Info; bias?: Info; preluActivationWeights?: Info };
+  const { transposeA, transposeB, activation } = args.attrs as unknown as tf._FusedMatMulAttrs;
+  const blas = loadBlas().addon;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  if (!blas || a.dtype !== 'float32' || b.dtype !== 'float32' || (activation && activation !== 'linear') || preluActivationWeights ||
+      (bias && (bias.shape.length !== 1 || bias.shape[0] !== N))) {
+    return orig(tf._FusedMatMul)(args) as Info;
+  }
+  const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const aOuter = a.shape.slice(0, -2);
+  const bOuter = b.shape.slice(0, -2);
+  const outOuter = tf.broadcast_util.assertAndGetBroadcastShape(aOuter, bOuter);
+  return blasMatMul(blas, backend, a, b, { M, N, K, transposeA, transposeB, aOuter, bOuter, outOuter, outShape: [...outOuter, M, N] }, bias);
 }
 
 /** out[s, ...] = sum of x[i, ...] over i with segmentIds[i] = s; ids outside [0, numSegments) are dropped. */
@@ -347,6 +413,7 @@ function pow(args: KernelArgs): Info {
 
 const replacements: Array<[string, tf.KernelFunc]> = [
   [tf.BatchMatMul, batchMatMul as tf.KernelFunc],
+  [tf._FusedMatMul, fusedMatMul as tf.KernelFunc],
   [tf.UnsortedSegmentSum, unsortedSegmentSum as tf.KernelFunc],
   [tf.Slice, slice as tf.KernelFunc],
   [tf.SplitV, splitV as tf.KernelFunc],

@@ -8,6 +8,7 @@ import * as tf from '../backend/tf';
 import { type GPT2Config, expectedTensors } from './config';
 import { LoraAdapter } from '../lora/adapter';
 import type { LoraConfig } from '../lora/config';
+import { gelu, layerNorm, linear, type LoraTerm } from './ops';
 
 /** Cached keys and values of one layer: [batch, heads, length, headDim]. */
 export interface LayerCache {
@@ -39,8 +40,6 @@ export interface ForwardResult {
 }
 
 export type TrainingMode = 'lora' | 'full' | 'none';
-
-const GELU_C = Math.sqrt(2 / Math.PI);
 
 export class GPT2Model {
   readonly params = new Map<string, tf.Variable>();
@@ -170,29 +169,19 @@ export class GPT2Model {
 
   /** Linear layer in Conv1D layout, plus the active adapter's low-rank update. x: [N, in] -> [N, out]. */
   private linear(x: tf.Tensor2D, path: string, opts: ForwardOptions, salt: number): tf.Tensor2D {
-    let y = tf.add(tf.matMul(x, this.param(`${path}.weight`) as tf.Tensor2D), this.param(`${path}.bias`)) as tf.Tensor2D;
     const a = this.activeAdapter;
     const layer = a && !a.merged ? a.layers.get(path) : undefined;
+    let lora: LoraTerm | undefined;
     if (a && layer) {
-      let xin = x;
-      if (opts.training && a.config.dropout > 0) {
-        xin = tf.dropout(x, a.config.dropout, undefined, (opts.seed ?? 0) * 1009 + salt) as tf.Tensor2D;
-      }
-      y = tf.add(y, tf.mul(tf.matMul(tf.matMul(xin, layer.A), layer.B), layer.scale));
+      const dropout = opts.training && a.config.dropout > 0;
+      const input = dropout ? (tf.dropout(x, a.config.dropout, undefined, (opts.seed ?? 0) * 1009 + salt) as tf.Tensor2D) : x;
+      lora = { A: layer.A, B: layer.B, scale: layer.scale, input };
     }
-    return y;
+    return linear(x, this.param(`${path}.weight`), this.param(`${path}.bias`), lora);
   }
 
   private layerNorm(x: tf.Tensor2D, prefix: string): tf.Tensor2D {
-    const { mean, variance } = tf.moments(x, -1, true);
-    const xn = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.config.layer_norm_epsilon)));
-    return tf.add(tf.mul(xn, this.param(`${prefix}.weight`)), this.param(`${prefix}.bias`)) as tf.Tensor2D;
-  }
-
-  /** GELU, tanh approximation ("gelu_new"); x*x*x because pow is slow on wasm. */
-  private gelu(x: tf.Tensor2D): tf.Tensor2D {
-    const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), GELU_C);
-    return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)) as tf.Tensor2D;
+    return layerNorm(x, this.param(`${prefix}.weight`), this.param(`${prefix}.bias`), this.config.layer_norm_epsilon);
   }
 
   /** Additive causal mask [q, k] for queries at positions offset..offset+q-1. */
@@ -238,7 +227,7 @@ export class GPT2Model {
       const att = this.attention(this.layerNorm(x, `${p}.ln_1`), b, t, i, opts, opts.cache?.layers[i]);
       caches.push(att.cache);
       x = tf.add(x, att.out);
-      const hMid = this.gelu(this.linear(this.layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, opts, i * 4 + 2));
+      const hMid = gelu(this.linear(this.layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, opts, i * 4 + 2));
       x = tf.add(x, this.linear(hMid, `${p}.mlp.c_proj`, opts, i * 4 + 3));
     }
     const hidden = this.layerNorm(x, 'transformer.ln_f');

@@ -1,7 +1,7 @@
 /** AdamW with decoupled weight decay, per-group learning-rate scales and global-norm clipping. */
 import * as tf from '../backend/tf';
 import { groupKey, groupOf } from '../lora/groups';
-import { type NamedArrays, variableFrom } from '../model/tensor';
+import type { NamedArrays } from '../model/tensor';
 
 export interface AdamParams {
   learningRate: number;
@@ -26,8 +26,9 @@ export class NonFiniteGradientError extends Error {
 }
 
 interface Moments {
-  m: tf.Variable;
-  v: tf.Variable;
+  m: Float32Array;
+  v: Float32Array;
+  shape: number[];
 }
 
 export function validateAdamParams(p: AdamParams): void {
@@ -46,6 +47,11 @@ export function validateAdamParams(p: AdamParams): void {
   for (const [k, s] of Object.entries(p.groupScales ?? {})) check(`groupScales["${k}"]`, s, (x) => x >= 0 && Number.isFinite(x), 'a finite number >= 0');
 }
 
+/**
+ * The update runs in plain JS over Float32Arrays: one pass per tensor instead of ~10 kernel launches
+ * (each with its own allocation), which on the wasm and cpu backends made the optimizer a visible
+ * share of a LoRA step. Moments live in JS and go to checkpoints as they are.
+ */
 export class AdamW {
   readonly moments = new Map<string, Moments>();
   step = 0;
@@ -57,7 +63,14 @@ export class AdamW {
   apply(vars: Array<[string, tf.Variable]>, grads: Map<string, tf.Tensor>, p: AdamParams): { gradNorm: number; groupLearningRates: Record<string, number> } {
     validateAdamParams(p);
     const { beta1, beta2, eps, weightDecay } = { ...ADAM_DEFAULTS, ...p };
-    const gradNorm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
+    const gradArrays = new Map<string, Float32Array>();
+    let sq = 0;
+    for (const [name, g] of grads) {
+      const a = g.dataSync() as Float32Array;
+      gradArrays.set(name, a);
+      for (let i = 0; i < a.length; i++) sq += a[i] * a[i];
+    }
+    const gradNorm = Math.sqrt(sq);
     if (!Number.isFinite(gradNorm)) throw new NonFiniteGradientError(gradNorm);
     const clip = p.gradClipNorm && gradNorm > p.gradClipNorm ? p.gradClipNorm / (gradNorm + 1e-6) : 1;
     this.step += 1;
@@ -65,26 +78,27 @@ export class AdamW {
     const bc2 = 1 - Math.pow(beta2, this.step);
     const groupLearningRates: Record<string, number> = {};
     for (const [name, v] of vars) {
-      const g = grads.get(name);
+      const g = gradArrays.get(name);
       if (!g) continue;
       const key = groupKey(groupOf(name));
       const lr = p.learningRate * (p.groupScales?.[key] ?? 1);
       groupLearningRates[key] = lr;
       let st = this.moments.get(name);
       if (!st) {
-        st = { m: variableFrom(tf.zerosLike(v), false), v: variableFrom(tf.zerosLike(v), false) };
+        st = { m: new Float32Array(g.length), v: new Float32Array(g.length), shape: v.shape };
         this.moments.set(name, st);
       }
       const { m, v: s } = st;
-      tf.tidy(() => {
-        const gc = clip === 1 ? g : tf.mul(g, clip);
-        m.assign(tf.add(tf.mul(m, beta1), tf.mul(gc, 1 - beta1)));
-        s.assign(tf.add(tf.mul(s, beta2), tf.mul(tf.square(gc), 1 - beta2)));
-        const update = tf.div(tf.div(m, bc1), tf.add(tf.sqrt(tf.div(s, bc2)), eps));
-        // Decoupled decay on matrices only; biases and norms are not decayed (common practice).
-        const decayed = weightDecay > 0 && v.rank >= 2 ? tf.mul(v, 1 - lr * weightDecay) : v;
-        v.assign(tf.sub(decayed, tf.mul(update, lr)));
-      });
+      const w = v.dataSync() as Float32Array; // a copy: safe to update in place
+      // Decoupled decay on matrices only; biases and norms are not decayed (common practice).
+      const decay = weightDecay > 0 && v.rank >= 2 ? 1 - lr * weightDecay : 1;
+      for (let i = 0; i < w.length; i++) {
+        const gi = g[i] * clip;
+        m[i] = beta1 * m[i] + (1 - beta1) * gi;
+        s[i] = beta2 * s[i] + (1 - beta2) * gi * gi;
+        w[i] = w[i] * decay - (lr * (m[i] / bc1)) / (Math.sqrt(s[i] / bc2) + eps);
+      }
+      tf.tidy(() => v.assign(tf.tensor(w, v.shape, 'float32')));
     }
     return { gradNorm, groupLearningRates };
   }
@@ -92,9 +106,9 @@ export class AdamW {
   /** Moments as named tensors, for checkpoints. */
   stateTensors(): NamedArrays {
     const out: NamedArrays = new Map();
-    for (const [name, { m, v }] of this.moments) {
-      out.set(`${name}.exp_avg`, { shape: m.shape, data: m.dataSync() as Float32Array });
-      out.set(`${name}.exp_avg_sq`, { shape: v.shape, data: v.dataSync() as Float32Array });
+    for (const [name, { m, v, shape }] of this.moments) {
+      out.set(`${name}.exp_avg`, { shape, data: m });
+      out.set(`${name}.exp_avg_sq`, { shape, data: v });
     }
     return out;
   }
@@ -107,18 +121,11 @@ export class AdamW {
       if (!m) continue;
       const sq = tensors.get(`${m[1]}.exp_avg_sq`);
       if (!sq) throw new Error(`optimizer state: "${m[1]}.exp_avg_sq" is missing`);
-      this.moments.set(m[1], {
-        m: variableFrom(tf.tensor(t.data as Float32Array, t.shape), false),
-        v: variableFrom(tf.tensor(sq.data as Float32Array, sq.shape), false),
-      });
+      this.moments.set(m[1], { m: Float32Array.from(t.data), v: Float32Array.from(sq.data), shape: t.shape });
     }
   }
 
   dispose(): void {
-    for (const { m, v } of this.moments.values()) {
-      m.dispose();
-      v.dispose();
-    }
     this.moments.clear();
   }
 }
