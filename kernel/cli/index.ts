@@ -52,6 +52,18 @@ function dataOptions(o: { questionField?: string; answerField?: string }): LoadO
   return { questionField: o.questionField, answerField: o.answerField };
 }
 
+/** The first Ctrl-C asks the training loop to checkpoint and return; a second one exits at once. */
+export function stopOnInterrupt(): { requested: () => boolean; dispose: () => void } {
+  let requested = false;
+  const onSigint = () => {
+    if (requested) process.exit(130);
+    requested = true;
+    process.stderr.write('\nstopping after this step (checkpoint will be saved); Ctrl-C again to quit now\n');
+  };
+  process.on('SIGINT', onSigint);
+  return { requested: () => requested, dispose: () => process.off('SIGINT', onSigint) };
+}
+
 const print = (json: boolean, value: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
 
 export function buildProgram(): Command {
@@ -96,6 +108,7 @@ export function buildProgram(): Command {
         truncateMetrics(run, JSON.parse(fs.readFileSync(path.join(run.checkpoint, 'trainer_state.json'), 'utf8')).step);
       }
       const bar = progressBar('finetune');
+      const stop = stopOnInterrupt();
       let result: FinetuneResult;
       try {
         result = await finetune({
@@ -119,6 +132,7 @@ export function buildProgram(): Command {
           checkpointDir: run.checkpoint,
           checkpointEvery: o.evalEvery || 50,
           resume: Boolean(o.resume),
+          shouldStop: stop.requested,
           baseModelName: path.resolve(o.model),
           onProgress: (e) => {
             bar.update(e);
@@ -128,6 +142,12 @@ export function buildProgram(): Command {
         });
       } finally {
         bar.stop();
+        stop.dispose();
+      }
+      if (result.interrupted) {
+        process.stderr.write(`interrupted at step ${result.steps}; continue with: chromatune finetune --resume ${run.dir} (and the same options)\n`);
+        process.exitCode = 130;
+        return;
       }
       if (o.method === 'lora') saveAdapter(model.activeAdapter!, run.adapter, path.resolve(o.model));
       else saveModel(model, tokenizer, run.model);
@@ -153,7 +173,7 @@ export function buildProgram(): Command {
       print(o.json, summary, () => `run: ${run.dir}\nsteps: ${summary.steps}, train loss ${summary.final_train_loss?.toFixed(4)}, val loss ${summary.val_loss?.toFixed(4) ?? '-'}\nsaved: ${summary.output}`);
     });
 
-  modelOptions(program.command('eval').description('loss, perplexity and exact match of greedy answers on a question/answer file'))
+  modelOptions(program.command('eval').description('perplexity of the reference answers; exact match, token F1 and ROUGE-L of greedy answers'))
     .requiredOption('--data <file>', 'question/answer file')
     .option('--question-field <name>', 'field holding the question')
     .option('--answer-field <name>', 'field holding the answer')
@@ -163,7 +183,7 @@ export function buildProgram(): Command {
       const { model, tokenizer } = await openModel(o, o.json);
       const examples = loadExamples(o.data, dataOptions(o)).slice(0, o.limit);
       const r = evaluate(new TrainingClient(model, tokenizer, 'none'), examples);
-      print(o.json, r, () => `examples ${r.examples}  loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  exact match ${(100 * r.exactMatch).toFixed(1)}%`);
+      print(o.json, r, () => `examples ${r.examples}  loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  exact match ${(100 * r.exactMatch).toFixed(1)}%  token F1 ${r.tokenF1.toFixed(3)}  ROUGE-L ${r.rougeL.toFixed(3)}`);
     });
 
   modelOptions(program.command('sample').description('generate completions for a prompt'))

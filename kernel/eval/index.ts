@@ -3,25 +3,42 @@ import type { QAExample } from '../data/example';
 import { formatPrompt } from '../data/example';
 import type { TrainingClient } from '../train/client';
 import { evaluateLoss, tokenizeAll } from '../train/finetune';
+import { type AnswerScores, meanScores, scoreAnswer } from './metrics';
 
-export interface EvalResult {
+export * from './metrics';
+
+export interface ScoredAnswer extends AnswerScores {
+  id?: string;
+  question: string;
+  reference: string;
+  answer: string;
+}
+
+export interface EvalResult extends AnswerScores {
   examples: number;
   /** Weighted mean NLL of the reference answers (completion tokens only). */
   loss: number;
+  /** exp(loss): perplexity of the reference answers. */
   perplexity: number;
-  /** Fraction of greedy answers equal to the reference after trimming whitespace. */
-  exactMatch: number;
-  answers: Array<{ question: string; reference: string; answer: string }>;
+  answers: ScoredAnswer[];
 }
 
 export function greedyAnswer(client: TrainingClient, question: string, maxTokens = 48): string {
   return client.sample(formatPrompt(question), { temperature: 0, maxTokens, stop: ['\n'] }).samples[0].text.trim();
 }
 
-export function evaluate(client: TrainingClient, examples: QAExample[], opts: { batchSize?: number; maxTokens?: number } = {}): EvalResult {
+/** Perplexity of the references and the scores of greedy answers. */
+export function evaluate(
+  client: TrainingClient,
+  examples: QAExample[],
+  opts: { batchSize?: number; maxTokens?: number; onProgress?: (done: number, total: number) => void } = {},
+): EvalResult {
   const tokenized = tokenizeAll(client.tokenizer, examples, client.model.config.n_positions);
   const loss = evaluateLoss(client, tokenized, opts.batchSize ?? 16);
-  const answers = examples.map((ex) => ({ question: ex.question, reference: ex.answer, answer: greedyAnswer(client, ex.question, opts.maxTokens) }));
-  const exact = answers.filter((a) => a.answer === a.reference.trim()).length;
-  return { examples: examples.length, loss, perplexity: Math.exp(loss), exactMatch: examples.length ? exact / examples.length : 0, answers };
+  const answers = examples.map((ex, i) => {
+    const answer = greedyAnswer(client, ex.question, opts.maxTokens);
+    opts.onProgress?.(i + 1, examples.length);
+    return { id: ex.id, question: ex.question, reference: ex.answer, answer, ...scoreAnswer(answer, ex.answer) };
+  });
+  return { examples: examples.length, loss, perplexity: Math.exp(loss), ...meanScores(answers), answers };
 }

@@ -19,8 +19,9 @@ import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
 export interface FinetuneConfig {
   model: GPT2Model;
   tokenizer: Tokenizer;
-  train: QAExample[];
-  validation?: QAExample[];
+  /** Question/answer pairs (prompt masked), or already tokenized sequences with their loss weights (pretraining). */
+  train: Array<QAExample | TokenizedExample>;
+  validation?: Array<QAExample | TokenizedExample>;
   /** LoRA (default) or full fine-tuning, for comparison. */
   method?: 'lora' | 'full';
   lora?: LoraConfigInput;
@@ -55,6 +56,8 @@ export interface FinetuneConfig {
   /** Name written to adapter_config.json's base_model_name_or_path. */
   baseModelName?: string;
   onProgress?: (e: ProgressEvent) => void;
+  /** Polled after every step (e.g. Ctrl-C or a time budget): true saves a checkpoint and returns. */
+  shouldStop?: () => boolean;
 }
 
 export interface ProgressEvent {
@@ -79,6 +82,8 @@ export interface FinetuneResult {
   bestValLoss: number | null;
   bestStep: number | null;
   stoppedEarly: boolean;
+  /** shouldStop() asked to stop; the checkpoint (if any) holds the state to resume from. */
+  interrupted: boolean;
   resumedFrom: number;
   trainableParameters: number;
   seconds: number;
@@ -148,8 +153,8 @@ export function dynamicBatch(examples: TokenizedExample[], context: number): Bat
   return collate(examples, Math.max(1, Math.min(context, longest - 1)));
 }
 
-export function tokenizeAll(tokenizer: Tokenizer, examples: QAExample[], context: number): TokenizedExample[] {
-  return examples.map((ex) => tokenizeExample(tokenizer, ex, context + 1));
+export function tokenizeAll(tokenizer: Tokenizer, examples: Array<QAExample | TokenizedExample>, context: number): TokenizedExample[] {
+  return examples.map((ex) => ('ids' in ex ? ex : tokenizeExample(tokenizer, ex, context + 1)));
 }
 
 export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
@@ -184,6 +189,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   const start = performance.now();
   let tokensThisRun = 0;
   let stoppedEarly = false;
+  let interrupted = false;
   const emit = (e: Omit<ProgressEvent, 'totalSteps' | 'tokensPerSecond' | 'elapsedSeconds' | 'etaSeconds'>) => {
     const elapsed = (performance.now() - start) / 1000;
     const done = state.step - resumedFrom;
@@ -244,9 +250,11 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
       emit({ kind: 'eval', step: state.step, epoch, valLoss });
       if (s.patience > 0 && state.evalsWithoutImprovement >= s.patience) stoppedEarly = true;
     }
-    if ((s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0) || last || stoppedEarly) checkpoint();
     // Let the event loop breathe (progress displays, Ctrl-C) between steps.
     await new Promise<void>((r) => setImmediate(r));
+    interrupted = !last && !stoppedEarly && (c.shouldStop?.() ?? false);
+    if ((s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0) || last || stoppedEarly || interrupted) checkpoint();
+    if (interrupted) break;
   }
   emit({ kind: 'done', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
   return {
@@ -258,6 +266,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     bestValLoss: state.bestValLoss,
     bestStep: state.bestStep,
     stoppedEarly,
+    interrupted,
     resumedFrom,
     trainableParameters: model.trainableVariables(s.method).reduce((n, [, v]) => n + v.size, 0),
     seconds: (performance.now() - start) / 1000,
