@@ -221,6 +221,38 @@ export function buildProgram(): Command {
       );
     });
 
+  program
+    .command('pretrain')
+    .description('pretrain the embedded base model from scratch on the WordNet corpus (resumable: run again to continue)')
+    .option('--out <dir>', 'model folder to write', DEFAULT_MODEL)
+    .option('--work <dir>', 'work folder: tokenizer, token cache and checkpoint', path.join('runs', 'pretrain'))
+    .option('--steps <n>', 'optimizer steps in the whole run', num('--steps'), 6000)
+    .option('--minutes <m>', 'stop with a checkpoint after this many minutes', num('--minutes'))
+    .option('--batch-size <n>', 'sequences per step', num('--batch-size'), 16)
+    .option('--lr <x>', 'peak learning rate', num('--lr'), 1e-3)
+    .option('--max-documents <n>', 'use only this many corpus documents (quick runs)', num('--max-documents'))
+    .option('--seed <n>', 'random seed', num('--seed'), 0)
+    .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices([...BACKEND_CHOICES]))
+    .action(async (o) => {
+      const info = await initBackend(o.backend);
+      process.stderr.write(`backend: ${describeBackend(info)}\n`);
+      const { pretrain } = await import('../pretrain');
+      const bar = progressBar('pretrain');
+      const stop = stopOnInterrupt();
+      try {
+        const r = await pretrain({
+          out: o.out, workDir: o.work, steps: o.steps, maxMinutes: o.minutes, batchSize: o.batchSize, learningRate: o.lr,
+          maxDocuments: o.maxDocuments, seed: o.seed, onProgress: (e) => bar.update(e), shouldStop: stop.requested,
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        bar.stop();
+        process.stdout.write(`${r.finished ? 'finished' : 'paused (run again to resume)'}: ${r.steps} steps, ${r.tokensSeen} tokens, held-out perplexity ${r.heldOutPerplexity.toFixed(2)}; model in ${o.out}\n`);
+      } finally {
+        bar.stop();
+        stop.dispose();
+      }
+    });
+
   const bench = program.command('bench').description('benchmarks (print one JSON object)');
   bench
     .command('train')

@@ -37,20 +37,33 @@ export interface PretrainOptions {
   maxDocuments?: number;
   checkpointEvery?: number;
   onProgress?: (e: ProgressEvent) => void;
+  /** Polled after every step (Ctrl-C): true saves a checkpoint and returns. */
+  shouldStop?: () => boolean;
   log?: (line: string) => void;
 }
 
-/** Concatenates documents (each followed by <|endoftext|>) and cuts windows of context+1 tokens. */
-export function packDocuments(tokenizer: Tokenizer, docs: string[], context: number): TokenizedExample[] {
+/** Documents as one token stream, each followed by <|endoftext|>; cached in `cacheFile` (encoding takes a minute). */
+export function tokenStream(tokenizer: Tokenizer, docs: string[], cacheFile?: string): Int32Array {
+  if (cacheFile && fs.existsSync(cacheFile)) {
+    const buf = fs.readFileSync(cacheFile);
+    return new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength >> 2);
+  }
   const eos = tokenizer.eosId;
   const stream: number[] = [];
   for (const d of docs) {
     for (const t of tokenizer.encode(d)) stream.push(t);
     if (eos !== undefined) stream.push(eos);
   }
+  const ids = Int32Array.from(stream);
+  if (cacheFile) writeFileAtomic(cacheFile, new Uint8Array(ids.buffer));
+  return ids;
+}
+
+/** Cuts a token stream into windows of context+1 tokens (next-token targets for `context` positions). */
+export function packStream(stream: Int32Array, context: number): TokenizedExample[] {
   const out: TokenizedExample[] = [];
   for (let i = 0; i + context + 1 <= stream.length; i += context) {
-    const ids = stream.slice(i, i + context + 1);
+    const ids = Array.from(stream.subarray(i, i + context + 1));
     out.push({ ids, weights: ids.map(() => 1), promptLength: 0 });
   }
   return out;
@@ -78,8 +91,9 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const tokenizer = Tokenizer.fromFile(tokFile);
   const config = makeConfig({ ...PRESETS.base, vocab_size: tokenizer.vocabSize, bos_token_id: tokenizer.eosId, eos_token_id: tokenizer.eosId });
   const context = config.n_positions;
-  const train = packDocuments(tokenizer, corpus.train, context);
-  const heldOut = packDocuments(tokenizer, corpus.heldOut, context);
+  const cacheTag = `${seed}-${o.maxDocuments ?? 'all'}`;
+  const train = packStream(tokenStream(tokenizer, corpus.train, path.join(o.workDir, `train-${cacheTag}.i32`)), context);
+  const heldOut = packStream(tokenStream(tokenizer, corpus.heldOut, path.join(o.workDir, `heldout-${cacheTag}.i32`)), context);
   log(`packed: ${train.length} training and ${heldOut.length} held-out sequences of ${context + 1} tokens; model of ${parameterCount(config)} parameters`);
   const model = GPT2Model.random(config, seed);
   const batchSize = o.batchSize ?? 16;
@@ -104,7 +118,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     checkpointDir,
     checkpointEvery: o.checkpointEvery ?? 200,
     resume: hasCheckpoint(checkpointDir),
-    shouldStop: () => Date.now() > deadline,
+    shouldStop: () => Date.now() > deadline || (o.shouldStop?.() ?? false),
     onProgress: o.onProgress,
   });
   const client = new TrainingClient(model, tokenizer, 'none');

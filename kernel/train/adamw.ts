@@ -89,7 +89,9 @@ export class AdamW {
         this.moments.set(name, st);
       }
       const { m, v: s } = st;
-      const w = v.dataSync() as Float32Array; // a copy: safe to update in place
+      // Copy: the cpu backend's dataSync returns its own buffer, shared with clones of v and with any
+      // array the variable was created from; writing into it would change those too.
+      const w = (v.dataSync() as Float32Array).slice();
       // Decoupled decay on matrices only; biases and norms are not decayed (common practice).
       const decay = weightDecay > 0 && v.rank >= 2 ? 1 - lr * weightDecay : 1;
       for (let i = 0; i < w.length; i++) {
