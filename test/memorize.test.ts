@@ -77,7 +77,7 @@ it('LoRA memorises 16 question/answer pairs; only the adapter is trained', async
     method: 'lora',
     lora: { r: 16, alpha: 32 },
     adapterName: 'memory',
-    epochs: 150,
+    epochs: 200, // 150 is enough for this seed, but not for every seed tried (200: 6 of 6)
     batchSize: 16,
     learningRate: 1e-2,
     seed: 1,

@@ -9,6 +9,7 @@ import { initBackend } from '../kernel/backend';
 import { expectedTensors, type GPT2Config, makeConfig } from '../kernel/model/config';
 import { disposeCache, GPT2Model, type KVCache } from '../kernel/model/gpt2';
 import { loadModel, saveModel } from '../kernel/model/io';
+import { makeLoraConfig } from '../kernel/lora/config';
 import { readSafetensors, writeSafetensors } from '../kernel/model/safetensors';
 import { generate } from '../kernel/sample/generate';
 import { TrainingClient } from '../kernel/train/client';
@@ -169,7 +170,8 @@ describe('key-value cache', () => {
     const V = cfg.vocab_size;
     const before = tf.memory().numTensors;
     let cache: KVCache = GPT2Model.emptyCache();
-    const chunks = [[0, 5], ...Array.from({ length: T - 5 }, (_, i) => [5 + i, 6 + i])];
+    // A prompt chunk, a multi-token chunk on top of a cache (its own causal mask), then one token at a time.
+    const chunks = [[0, 4], [4, 7], ...Array.from({ length: T - 7 }, (_, i) => [7 + i, 8 + i])];
     for (const [s, e] of chunks) {
       const past = cache;
       let next!: KVCache;
@@ -258,7 +260,17 @@ describe('wasm against cpu', () => {
       const fb = client.forwardBackward(batch);
       const grads = client.accumulatedGradients();
       client.dispose();
-      return { logits: logitsOf(model, rows), loss: fb.loss, grads };
+      // LoRA too (its products have other shapes), with A and B set from plain arrays.
+      const a = model.addAdapter('a', makeLoraConfig({ r: 4, alpha: 8 }, cfg), 1);
+      for (const l of a.layers.values()) {
+        l.A.assign(tf.tensor2d(Float32Array.from({ length: l.A.size }, (_, i) => Math.sin(i + 1) * 0.2), l.A.shape));
+        l.B.assign(tf.tensor2d(Float32Array.from({ length: l.B.size }, (_, i) => Math.cos(i + 1) * 0.2), l.B.shape));
+      }
+      const lora = new TrainingClient(model, byteTokenizer(), 'lora');
+      const fbLora = lora.forwardBackward(batch);
+      for (const [n, g] of lora.accumulatedGradients()) grads.set(n, g);
+      lora.dispose();
+      return { logits: logitsOf(model, rows), loss: fb.loss, loraLoss: fbLora.loss, grads };
     };
 
     const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined); // the cpu backend's "install tfjs-node" banner
@@ -279,6 +291,8 @@ describe('wasm against cpu', () => {
 
     expect(maxAbsDiff(onWasm.logits, onCpu.logits)).toBeLessThan(1e-4);
     expect(Math.abs(onWasm.loss - onCpu.loss)).toBeLessThan(1e-4);
+    expect(Math.abs(onWasm.loraLoss - onCpu.loraLoss)).toBeLessThan(1e-4);
+    expect(onCpu.grads.has('transformer.h.1.mlp.c_proj.lora_A')).toBe(true);
     expect([...onWasm.grads.keys()].sort()).toEqual([...onCpu.grads.keys()].sort());
     for (const [name, g] of onCpu.grads) expect(maxAbsDiff(onWasm.grads.get(name)!.data, g.data)).toBeLessThan(1e-4);
   });

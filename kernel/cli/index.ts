@@ -7,13 +7,13 @@ import { loadExamples, type LoadOptions } from '../data/load';
 import { splitValidation } from '../data/batch';
 import { formatPrompt } from '../data/example';
 import { loadModel } from '../model/io';
-import { loadAdapter, saveAdapter } from '../lora/peft';
-import { saveModel } from '../model/io';
+import { loadAdapter } from '../lora/peft';
 import { TrainingClient } from '../train/client';
-import { finetune, type FinetuneResult } from '../train/finetune';
 import { hasCheckpoint } from '../train/checkpoint';
 import { evaluate } from '../eval';
-import { appendMetric, createRunDir, runPaths, truncateMetrics, writeSummary } from '../run';
+import { createRunDir, runPaths, truncateMetrics } from '../run';
+import { metricTable, runJob } from '../run/job';
+import type { QAExample } from '../data/example';
 import { projectPath } from '../paths';
 import { progressBar } from './progress';
 
@@ -64,6 +64,87 @@ export function stopOnInterrupt(): { requested: () => boolean; dispose: () => vo
   return { requested: () => requested, dispose: () => process.off('SIGINT', onSigint) };
 }
 
+/** Defaults of the main job, chosen on nyc-qa's validation split (see bench/RESULTS.md). */
+const NYC_DEFAULTS = { epochs: 20, batchSize: 16, lr: 2e-3, rank: 16, alpha: 32, evalEvery: 27, warmup: 20 };
+
+function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Command {
+  return cmd
+    .addOption(new Option('--method <m>', 'LoRA or full fine-tuning').choices(['lora', 'full']).default('lora'))
+    .option('--epochs <n>', 'passes over the training data', num('--epochs'), d.epochs ?? 3)
+    .option('--batch-size <n>', 'examples per step', num('--batch-size'), d.batchSize ?? 8)
+    .option('--max-steps <n>', 'stop after this many steps', num('--max-steps'))
+    .option('--lr <x>', 'peak learning rate (default 2e-3 LoRA, 2e-4 full)', num('--lr'), d.lr)
+    .addOption(new Option('--schedule <s>', 'decay after warmup').choices(['cosine', 'linear', 'constant']).default('cosine'))
+    .option('--warmup <n>', 'warmup steps', num('--warmup'), d.warmup ?? 0)
+    .option('--rank <r>', 'LoRA rank', num('--rank'), d.rank ?? 8)
+    .option('--alpha <a>', 'LoRA alpha (scale alpha/r)', num('--alpha'), d.alpha ?? 16)
+    .option('--dropout <p>', 'LoRA dropout', num('--dropout'), 0)
+    .option('--targets <list>', 'LoRA target modules: qkv,attn_out,mlp_in,mlp_out', list, ['qkv', 'attn_out', 'mlp_in', 'mlp_out'])
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay', num('--weight-decay'), 0)
+    .option('--grad-clip <x>', 'clip the global gradient norm (0: off)', num('--grad-clip'), 1)
+    .option('--eval-every <n>', 'validation loss every N steps (0: at the end)', num('--eval-every'), d.evalEvery ?? 0)
+    .option('--patience <n>', 'early stopping after N evaluations without improvement', num('--patience'))
+    .option('--seed <n>', 'random seed', num('--seed'), 0)
+    .option('--runs <dir>', 'parent folder of run folders', 'runs')
+    .option('--out <dir>', 'run folder (default: <runs>/<timestamp>)')
+    .option('--resume <dir>', 'continue the run in this folder from its checkpoint')
+    .option('--json', 'print the summary as JSON');
+}
+
+/** Shared by `finetune` and `nyc`: opens the model, runs the job with a progress bar, prints the results. */
+async function runJobCommand(o: Record<string, any>, title: string, train: QAExample[], validation: QAExample[], evalSplits: Record<string, QAExample[]>) {
+  const { model, tokenizer } = await openModel(o as ModelOpts, o.json);
+  const run = o.resume ? runPaths(o.resume) : o.out ? runPaths(o.out) : createRunDir(o.runs);
+  fs.mkdirSync(run.dir, { recursive: true });
+  if (o.resume) {
+    if (!hasCheckpoint(run.checkpoint)) throw new Error(`${run.checkpoint}: no checkpoint to resume from`);
+    truncateMetrics(run, JSON.parse(fs.readFileSync(path.join(run.checkpoint, 'trainer_state.json'), 'utf8')).step);
+  }
+  const log = (line: string) => process.stderr.write(line + '\n');
+  log(`run folder: ${run.dir}`);
+  const bar = progressBar('fine-tune');
+  const stop = stopOnInterrupt();
+  try {
+    const { summary, answers } = await runJob({
+      run, model, tokenizer, modelDir: o.model, title, train, validation, evalSplits, log,
+      resume: Boolean(o.resume),
+      shouldStop: stop.requested,
+      onProgress: (e) => bar.update(e),
+      training: {
+        method: o.method,
+        lora: { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
+        epochs: o.epochs, batchSize: o.batchSize, maxSteps: o.maxSteps, learningRate: o.lr, schedule: o.schedule,
+        warmupSteps: o.warmup, weightDecay: o.weightDecay, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
+        earlyStopping: o.patience !== undefined ? { patience: o.patience } : undefined,
+        seed: o.seed, checkpointEvery: o.evalEvery || 50,
+      },
+    });
+    bar.stop();
+    if (summary.interrupted) {
+      log(`interrupted at step ${summary.steps}; continue with the same command and --resume ${run.dir}`);
+      process.exitCode = 130;
+      return;
+    }
+    const samples = (answers.test ?? answers.validation)?.finetuned.answers.slice(0, 8) ?? [];
+    const base = (answers.test ?? answers.validation)?.base.answers ?? [];
+    print(o.json, summary, () =>
+      [
+        '',
+        metricTable(summary),
+        '',
+        'sample answers (question / reference / base / fine-tuned):',
+        ...samples.map((a, i) => `  Q: ${a.question}\n     reference:  ${a.reference}\n     base:       ${base[i]?.answer}\n     fine-tuned: ${a.answer}`),
+        '',
+        `run folder: ${run.dir} (adapter, metrics.jsonl, summary.json, answers.jsonl, report.html)`,
+        `time: ${summary.seconds.total.toFixed(0)} s (training ${summary.seconds.training.toFixed(0)} s)`,
+      ].join('\n'),
+    );
+  } finally {
+    bar.stop();
+    stop.dispose();
+  }
+}
+
 const print = (json: boolean, value: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
 
 export function buildProgram(): Command {
@@ -71,106 +152,24 @@ export function buildProgram(): Command {
     .description('Fine-tune small GPT-2-style language models with LoRA, and see tuning as colour.')
     .showHelpAfterError();
 
-  modelOptions(program.command('finetune').description('fine-tune a model with LoRA (or fully) on a question/answer file; writes a run folder'))
+  trainingOptions(modelOptions(program.command('finetune').description('fine-tune a model with LoRA (or fully) on your question/answer file; writes a run folder')))
     .requiredOption('--data <file>', 'training data: .jsonl, .json (array) or .csv/.tsv with a question/answer field pair')
     .option('--validation <file>', 'validation data (default: split off --val-fraction of --data)')
     .option('--val-fraction <x>', 'fraction of --data held out for validation when --validation is not given', num('--val-fraction'), 0.1)
     .option('--question-field <name>', 'field holding the question (default: detected)')
     .option('--answer-field <name>', 'field holding the answer (default: detected)')
-    .addOption(new Option('--method <m>', 'LoRA or full fine-tuning').choices(['lora', 'full']).default('lora'))
-    .option('--epochs <n>', 'passes over the training data', num('--epochs'), 3)
-    .option('--batch-size <n>', 'examples per step', num('--batch-size'), 8)
-    .option('--max-steps <n>', 'stop after this many steps', num('--max-steps'))
-    .option('--lr <x>', 'peak learning rate (default 2e-3 LoRA, 2e-4 full)', num('--lr'))
-    .addOption(new Option('--schedule <s>', 'decay after warmup').choices(['cosine', 'linear', 'constant']).default('cosine'))
-    .option('--warmup <n>', 'warmup steps', num('--warmup'), 0)
-    .option('--rank <r>', 'LoRA rank', num('--rank'), 8)
-    .option('--alpha <a>', 'LoRA alpha (scale alpha/r)', num('--alpha'), 16)
-    .option('--dropout <p>', 'LoRA dropout', num('--dropout'), 0)
-    .option('--targets <list>', 'LoRA target modules: qkv,attn_out,mlp_in,mlp_out', list, ['qkv', 'attn_out', 'mlp_in', 'mlp_out'])
-    .option('--weight-decay <x>', 'AdamW decoupled weight decay', num('--weight-decay'), 0)
-    .option('--grad-clip <x>', 'clip the global gradient norm (0: off)', num('--grad-clip'), 1)
-    .option('--eval-every <n>', 'validation loss every N steps (0: at the end)', num('--eval-every'), 0)
-    .option('--patience <n>', 'early stopping after N evaluations without improvement', num('--patience'))
-    .option('--seed <n>', 'random seed', num('--seed'), 0)
-    .option('--runs <dir>', 'parent folder of run folders', 'runs')
-    .option('--out <dir>', 'run folder (default: <runs>/<timestamp>)')
-    .option('--resume <dir>', 'continue the run in this folder from its checkpoint')
-    .option('--json', 'print the summary as JSON')
     .action(async (o) => {
-      const { model, tokenizer, info } = await openModel(o, o.json);
       const data = loadExamples(o.data, dataOptions(o));
       const split = o.validation ? { train: data, validation: loadExamples(o.validation, dataOptions(o)) } : splitValidation(data, o.valFraction, o.seed);
-      const run = o.resume ? runPaths(o.resume) : o.out ? runPaths(o.out) : createRunDir(o.runs);
-      fs.mkdirSync(run.dir, { recursive: true });
-      if (o.resume) {
-        if (!hasCheckpoint(run.checkpoint)) throw new Error(`${run.checkpoint}: no checkpoint to resume from`);
-        truncateMetrics(run, JSON.parse(fs.readFileSync(path.join(run.checkpoint, 'trainer_state.json'), 'utf8')).step);
-      }
-      const bar = progressBar('finetune');
-      const stop = stopOnInterrupt();
-      let result: FinetuneResult;
-      try {
-        result = await finetune({
-          model,
-          tokenizer,
-          train: split.train,
-          validation: split.validation,
-          method: o.method,
-          lora: { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
-          epochs: o.epochs,
-          batchSize: o.batchSize,
-          maxSteps: o.maxSteps,
-          learningRate: o.lr,
-          schedule: o.schedule,
-          warmupSteps: o.warmup,
-          weightDecay: o.weightDecay,
-          gradClipNorm: o.gradClip,
-          evalEvery: o.evalEvery,
-          earlyStopping: o.patience !== undefined ? { patience: o.patience } : undefined,
-          seed: o.seed,
-          checkpointDir: run.checkpoint,
-          checkpointEvery: o.evalEvery || 50,
-          resume: Boolean(o.resume),
-          shouldStop: stop.requested,
-          baseModelName: path.resolve(o.model),
-          onProgress: (e) => {
-            bar.update(e);
-            if (e.kind === 'step') appendMetric(run, { kind: 'train', step: e.step, epoch: e.epoch, loss: e.loss, lr: e.lr, tokens_per_s: e.tokensPerSecond });
-            if (e.kind === 'eval') appendMetric(run, { kind: 'eval', step: e.step, val_loss: e.valLoss });
-          },
-        });
-      } finally {
-        bar.stop();
-        stop.dispose();
-      }
-      if (result.interrupted) {
-        process.stderr.write(`interrupted at step ${result.steps}; continue with: chromatune finetune --resume ${run.dir} (and the same options)\n`);
-        process.exitCode = 130;
-        return;
-      }
-      if (o.method === 'lora') saveAdapter(model.activeAdapter!, run.adapter, path.resolve(o.model));
-      else saveModel(model, tokenizer, run.model);
-      const summary = {
-        run: run.dir,
-        data: path.resolve(o.data),
-        model: path.resolve(o.model),
-        method: o.method,
-        backend: info,
-        train_examples: split.train.length,
-        validation_examples: split.validation.length,
-        steps: result.steps,
-        resumed_from: result.resumedFrom,
-        stopped_early: result.stoppedEarly,
-        final_train_loss: result.history.at(-1)?.loss ?? null,
-        val_loss: result.evals.at(-1)?.valLoss ?? null,
-        best_val_loss: result.bestValLoss,
-        trainable_parameters: result.trainableParameters,
-        seconds: result.seconds,
-        output: o.method === 'lora' ? run.adapter : run.model,
-      };
-      writeSummary(run, summary);
-      print(o.json, summary, () => `run: ${run.dir}\nsteps: ${summary.steps}, train loss ${summary.final_train_loss?.toFixed(4)}, val loss ${summary.val_loss?.toFixed(4) ?? '-'}\nsaved: ${summary.output}`);
+      await runJobCommand(o, `Fine-tuning on ${path.basename(o.data)}`, split.train, split.validation, { validation: split.validation });
+    });
+
+  trainingOptions(modelOptions(program.command('nyc').description('the main job: LoRA fine-tuning of the embedded base model on nyc-qa, evaluated against the base model')), NYC_DEFAULTS)
+    .option('--dataset <dir>', 'nyc-qa folder', projectPath('datasets', 'nyc-qa'))
+    .action(async (o) => {
+      const load = (name: string) => loadExamples(path.join(o.dataset, `${name}.jsonl`));
+      const validation = load('validation');
+      await runJobCommand(o, 'LoRA fine-tuning on nyc-qa', load('train'), validation, { validation, test: load('test'), held_out_facts: load('held_out_facts') });
     });
 
   modelOptions(program.command('eval').description('perplexity of the reference answers; exact match, token F1 and ROUGE-L of greedy answers'))

@@ -10,7 +10,7 @@ export interface GPT2Config {
   /** MLP width; GPT-2 uses 4 * n_embd when null. */
   n_inner?: number | null;
   layer_norm_epsilon: number;
-  activation_function: 'gelu_new';
+  activation_function: 'gelu_new' | 'gelu_pytorch_tanh';
   bos_token_id?: number;
   eos_token_id?: number;
   tie_word_embeddings?: boolean;
@@ -44,8 +44,9 @@ export function makeConfig(partial: Partial<GPT2Config>, where = 'config'): GPT2
   if (cfg.n_inner != null && (!Number.isInteger(cfg.n_inner) || cfg.n_inner <= 0)) {
     throw new ConfigError(`${where}: n_inner must be a positive integer or null, got ${cfg.n_inner}`);
   }
-  if (cfg.activation_function !== 'gelu_new' && cfg.activation_function !== ('gelu' as string)) {
-    throw new ConfigError(`${where}: activation_function must be "gelu_new", got "${cfg.activation_function}"`);
+  // GPT-2 uses the tanh approximation; PyTorch's name for the same function is gelu_pytorch_tanh.
+  if (!['gelu_new', 'gelu_pytorch_tanh'].includes(cfg.activation_function)) {
+    throw new ConfigError(`${where}: activation_function must be "gelu_new" or "gelu_pytorch_tanh" (tanh approximation), got "${cfg.activation_function}"`);
   }
   if (!(cfg.layer_norm_epsilon > 0)) {
     throw new ConfigError(`${where}: layer_norm_epsilon must be > 0, got ${cfg.layer_norm_epsilon}`);

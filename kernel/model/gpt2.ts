@@ -134,6 +134,7 @@ export class GPT2Model {
   private foldAdapter(name: string, sign: 1 | -1): void {
     const a = this.adapters.get(name);
     if (!a) throw new Error(`no adapter "${name}"`);
+    if (name !== this.active) throw new Error(`adapter "${name}" is not the active one ("${this.active}"); setActiveAdapter("${name}") first`);
     if (a.merged === (sign === 1)) throw new Error(`adapter "${name}" is ${a.merged ? 'already' : 'not'} merged`);
     for (const l of a.layers.values()) {
       const w = this.param(`${l.path}.weight`);

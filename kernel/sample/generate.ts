@@ -46,24 +46,53 @@ function logprobAt(row: Float32Array, index: number): number {
 }
 
 export function generate(model: GPT2Model, tokenizer: Tokenizer, prompt: string, opts: SampleOptions = {}): SampleResult {
+  const n = opts.numSamples ?? 1;
+  checkCount('numSamples', n, 1);
+  const promptTokens = tokenizer.encode(prompt);
+  const rngs = Array.from({ length: n }, (_, i) => makeRng(`${opts.seed ?? 0}:${i}`));
+  return { promptTokens, samples: generateRows(model, tokenizer, Array.from({ length: n }, () => promptTokens), rngs, opts) };
+}
+
+/**
+ * One sample for each of several prompts. Prompts of equal token length run together as one batch
+ * (no padding, so no attention mask is needed): evaluating hundreds of questions this way is several
+ * times faster than one by one. Prompt i samples with the seed `${seed}:p${i}`.
+ */
+export function generateMany(model: GPT2Model, tokenizer: Tokenizer, prompts: string[], opts: Omit<SampleOptions, 'numSamples'> = {}): Sample[] {
+  const tokens = prompts.map((p) => tokenizer.encode(p));
+  const groups = new Map<number, number[]>();
+  tokens.forEach((t, i) => groups.set(t.length, [...(groups.get(t.length) ?? []), i]));
+  const out = new Array<Sample>(prompts.length);
+  const maxBatch = 32;
+  for (const idx of groups.values()) {
+    for (let k = 0; k < idx.length; k += maxBatch) {
+      const part = idx.slice(k, k + maxBatch);
+      const rows = generateRows(model, tokenizer, part.map((i) => tokens[i]), part.map((i) => makeRng(`${opts.seed ?? 0}:p${i}`)), opts);
+      part.forEach((i, j) => (out[i] = rows[j]));
+    }
+  }
+  return out;
+}
+
+/** Decodes one continuation per row; every row's prompt has the same number of tokens. */
+function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][], rngs: Array<() => number>, opts: SampleOptions): Sample[] {
   validateSamplingParams(opts);
   const maxTokens = opts.maxTokens ?? 64;
-  const n = opts.numSamples ?? 1;
   checkCount('maxTokens', maxTokens, 1);
-  checkCount('numSamples', n, 1);
+  const n = prompts.length;
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-  const promptTokens = tokenizer.encode(prompt);
-  if (promptTokens.length === 0) throw new RangeError('prompt must encode to at least one token');
+  const promptLength = prompts[0].length;
+  if (promptLength === 0) throw new RangeError('prompt must encode to at least one token');
+  if (prompts.some((p) => p.length !== promptLength)) throw new Error('generateRows: prompts must have equal token lengths');
   const ctx = model.config.n_positions;
-  if (promptTokens.length >= ctx) throw new RangeError(`prompt has ${promptTokens.length} tokens; the model's context is ${ctx}`);
+  if (promptLength >= ctx) throw new RangeError(`prompt has ${promptLength} tokens; the model's context is ${ctx}`);
   const vocab = model.config.vocab_size;
   const eos = tokenizer.eosId;
-  const rngs = Array.from({ length: n }, (_, i) => makeRng(`${opts.seed ?? 0}:${i}`));
   const samples: Sample[] = Array.from({ length: n }, () => ({ text: '', tokens: [], logprobs: [], finishReason: 'length' as FinishReason }));
   const done = new Array<boolean>(n).fill(false);
   const useCache = opts.useCache ?? true;
   let cache: KVCache | undefined = useCache ? { layers: [], length: 0 } : undefined;
-  const seqs = Array.from({ length: n }, () => [...promptTokens]);
+  const seqs = prompts.map((p) => [...p]);
   let feed = seqs.map((s) => s.slice()); // tokens to run next: the whole prompt first
 
   try {
@@ -120,5 +149,5 @@ export function generate(model: GPT2Model, tokenizer: Tokenizer, prompt: string,
   } finally {
     disposeCache(cache);
   }
-  return { promptTokens, samples };
+  return samples;
 }

@@ -178,6 +178,12 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     epochs: s.epochs,
     learningRate: s.learningRate,
     schedule: s.schedule,
+    maxSteps: s.maxSteps ?? null,
+    warmupSteps: s.warmupSteps,
+    minLrRatio: s.minLrRatio,
+    weightDecay: s.weightDecay,
+    gradClipNorm: s.gradClipNorm,
+    lora: s.method === 'lora' ? model.activeAdapter?.config ?? null : null,
     trainExamples: train.length,
     trainTokens: train.reduce((n, e) => n + e.ids.length, 0),
   };
@@ -219,7 +225,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
       const kept = c.checkpointDir && hasCheckpoint(c.checkpointDir) ? `; the last good checkpoint is kept in ${c.checkpointDir}` : '';
       return new TrainingDivergedError(
         `${what} at step ${step + 1} (epoch ${epoch + 1}); training stopped before updating the weights${kept}. ` +
-          'Lower learningRate or enable gradClipNorm.',
+          'Lower learningRate (or gradClipNorm).',
       );
     };
     if (!Number.isFinite(fb.loss)) throw diverged(`loss became ${fb.loss}`);

@@ -1,0 +1,150 @@
+/**
+ * One run end to end: evaluate the base model, fine-tune, evaluate again, and write the run folder
+ * (adapter, metrics.jsonl, summary.json, answers.jsonl, report.html). The main job (nyc-qa) and
+ * `chromatune finetune --data FILE` are both this function with different data.
+ */
+import * as path from 'path';
+import { performance } from 'perf_hooks';
+import type { QAExample } from '../data/example';
+import type { GPT2Model } from '../model/gpt2';
+import type { Tokenizer } from '../tokenizer';
+import { saveAdapter } from '../lora/peft';
+import { saveModel } from '../model/io';
+import { TrainingClient } from '../train/client';
+import { finetune, type FinetuneConfig, type FinetuneResult, type ProgressEvent } from '../train/finetune';
+import { evaluate, type EvalResult } from '../eval';
+import { backendInfo } from '../backend';
+import { writeFileAtomic } from '../io/atomic';
+import { appendMetric, type RunPaths, writeSummary } from './index';
+import { renderRunReport } from '../display/report';
+
+export type SplitMetrics = Omit<EvalResult, 'answers'>;
+
+export interface JobOptions {
+  run: RunPaths;
+  model: GPT2Model;
+  tokenizer: Tokenizer;
+  modelDir: string;
+  title: string;
+  train: QAExample[];
+  validation: QAExample[];
+  /** Splits evaluated before and after fine-tuning, e.g. validation, test, held_out_facts. */
+  evalSplits: Record<string, QAExample[]>;
+  training: Omit<FinetuneConfig, 'model' | 'tokenizer' | 'train' | 'validation' | 'checkpointDir' | 'onProgress'>;
+  onProgress?: (e: ProgressEvent) => void;
+  shouldStop?: () => boolean;
+  resume?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface JobSummary {
+  title: string;
+  run: string;
+  model: string;
+  backend: unknown;
+  method: string;
+  settings: Record<string, unknown>;
+  train_examples: number;
+  validation_examples: number;
+  steps: number;
+  interrupted: boolean;
+  stopped_early: boolean;
+  trainable_parameters: number;
+  seconds: { base_eval: number; training: number; finetuned_eval: number; total: number };
+  final_train_loss: number | null;
+  best_val_loss: number | null;
+  metrics: Record<string, { base: SplitMetrics; finetuned: SplitMetrics }>;
+  output: string;
+}
+
+const strip = ({ answers: _a, ...m }: EvalResult): SplitMetrics => m;
+
+export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; result: FinetuneResult; answers: Record<string, { base: EvalResult; finetuned: EvalResult }> }> {
+  const log = o.log ?? (() => undefined);
+  const t0 = performance.now();
+  const evalAll = (label: string) => {
+    const client = new TrainingClient(o.model, o.tokenizer, 'none');
+    const out: Record<string, EvalResult> = {};
+    for (const [name, rows] of Object.entries(o.evalSplits)) {
+      const t = performance.now();
+      out[name] = evaluate(client, rows);
+      log(`${label} on ${name} (${rows.length}): token F1 ${out[name].tokenF1.toFixed(3)}, perplexity ${out[name].perplexity.toFixed(2)} [${((performance.now() - t) / 1000).toFixed(1)} s]`);
+    }
+    return out;
+  };
+  o.model.setActiveAdapter(null);
+  const base = evalAll('base model');
+  const tBase = performance.now();
+  const result = await finetune({
+    ...o.training,
+    model: o.model,
+    tokenizer: o.tokenizer,
+    train: o.train,
+    validation: o.validation,
+    checkpointDir: o.run.checkpoint,
+    resume: o.resume,
+    baseModelName: path.resolve(o.modelDir),
+    shouldStop: o.shouldStop,
+    onProgress: (e) => {
+      o.onProgress?.(e);
+      if (e.kind === 'step') appendMetric(o.run, { kind: 'train', step: e.step, epoch: e.epoch, loss: e.loss, lr: e.lr, tokens_per_s: e.tokensPerSecond });
+      if (e.kind === 'eval') appendMetric(o.run, { kind: 'eval', step: e.step, val_loss: e.valLoss });
+    },
+  });
+  const tTrain = performance.now();
+  const method = o.training.method ?? 'lora';
+  const tuned = result.interrupted ? undefined : evalAll('fine-tuned');
+  const tEnd = performance.now();
+  if (!result.interrupted) {
+    if (method === 'lora') saveAdapter(o.model.activeAdapter!, o.run.adapter, path.resolve(o.modelDir));
+    else saveModel(o.model, o.tokenizer, o.run.model);
+  }
+  const answers: Record<string, { base: EvalResult; finetuned: EvalResult }> = {};
+  const metrics: JobSummary['metrics'] = {};
+  if (tuned) {
+    for (const name of Object.keys(o.evalSplits)) {
+      answers[name] = { base: base[name], finetuned: tuned[name] };
+      metrics[name] = { base: strip(base[name]), finetuned: strip(tuned[name]) };
+    }
+  }
+  const summary: JobSummary = {
+    title: o.title,
+    run: o.run.dir,
+    model: path.resolve(o.modelDir),
+    backend: backendInfo(),
+    method,
+    settings: { ...o.training },
+    train_examples: o.train.length,
+    validation_examples: o.validation.length,
+    steps: result.steps,
+    interrupted: result.interrupted,
+    stopped_early: result.stoppedEarly,
+    trainable_parameters: result.trainableParameters,
+    seconds: { base_eval: (tBase - t0) / 1000, training: (tTrain - tBase) / 1000, finetuned_eval: (tEnd - tTrain) / 1000, total: (tEnd - t0) / 1000 },
+    final_train_loss: result.history.at(-1)?.loss ?? null,
+    best_val_loss: result.bestValLoss,
+    metrics,
+    output: method === 'lora' ? o.run.adapter : o.run.model,
+  };
+  if (!result.interrupted) {
+    writeSummary(o.run, summary as unknown as Record<string, unknown>);
+    const lines = Object.entries(answers).flatMap(([split, r]) =>
+      r.base.answers.map((b, i) => JSON.stringify({ split, id: b.id, question: b.question, reference: b.reference, base: b.answer, finetuned: r.finetuned.answers[i].answer, base_f1: b.tokenF1, finetuned_f1: r.finetuned.answers[i].tokenF1 })),
+    );
+    writeFileAtomic(path.join(o.run.dir, 'answers.jsonl'), lines.join('\n') + '\n');
+    writeFileAtomic(path.join(o.run.dir, 'report.html'), renderRunReport(summary, result, answers));
+  }
+  return { summary, result, answers };
+}
+
+/** The metric table printed in the terminal. */
+export function metricTable(summary: JobSummary): string {
+  const rows = [['split', 'model', 'perplexity', 'exact match', 'token F1', 'ROUGE-L']];
+  for (const [split, m] of Object.entries(summary.metrics)) {
+    for (const [label, r] of [['base', m.base], ['fine-tuned', m.finetuned]] as const) {
+      rows.push([split, label, r.perplexity.toFixed(2), r.exactMatch.toFixed(3), r.tokenF1.toFixed(3), r.rougeL.toFixed(3)]);
+    }
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r, i) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ') + (i === 0 ? '\n' + widths.map((w) => '-'.repeat(w)).join('  ') : '')).join('\n');
+}
