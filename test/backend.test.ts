@@ -11,6 +11,7 @@ import {
   originalKernel,
   resetBackendCache,
 } from '../kernel/backend';
+import { loadBlas, setBlasEnabled } from '../kernel/backend/blas';
 
 // Deterministic uniform(-1, 1) data (an LCG), so failures reproduce.
 let seed = 12345;
@@ -76,7 +77,7 @@ beforeAll(async () => {
 });
 
 describe('wasm kernels are the re-registered ones', () => {
-  it.each(['BatchMatMul', 'UnsortedSegmentSum', 'Slice', 'SplitV', 'Tile', 'Pow', 'GatherV2'])('%s', (name) => {
+  it.each(['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum', 'Slice', 'SplitV', 'Tile', 'Pow', 'GatherV2'])('%s', (name) => {
     const k = tf.getKernel(name, 'wasm');
     expect(k).toBeDefined();
     expect(k!.kernelFunc).not.toBe(originalKernel(name)?.kernelFunc);
@@ -86,7 +87,13 @@ describe('wasm kernels are the re-registered ones', () => {
   });
 });
 
-describe('BatchMatMul on wasm equals cpu', () => {
+describe.each(['openblas', 'xnnpack'])('BatchMatMul on wasm (%s matmul) equals cpu', (matmul) => {
+  beforeAll(() => setBlasEnabled(matmul === 'openblas'));
+  afterAll(() => setBlasEnabled(true));
+  it('runs on the intended path', () => {
+    expect(Boolean(loadBlas().addon)).toBe(matmul === 'openblas');
+  });
+
   // [logical a, logical b]: a is [..., M, K], b is [..., K, N] before any transpose flag.
   const shapes: Array<[number[], number[]]> = [
     [[9, 13], [13, 7]], // 2-D
@@ -143,6 +150,17 @@ describe('BatchMatMul on wasm equals cpu', () => {
 
   it('handles empty and K=0 products', async () => {
     await expectSameOnBoth(() => [tf.matMul(tf.zeros([0, 3]), tf.ones([3, 2])), tf.matMul(tf.zeros([2, 0]), tf.zeros([0, 3]))], 'empty');
+  });
+
+  it.each([[false, false], [true, false], [false, true], [true, true]])('fused matMul with bias, transposeA=%s transposeB=%s', async (tA, tB) => {
+    const [M, K, N] = [9, 13, 7];
+    const da = rand(M * K);
+    const db = rand(K * N);
+    const dbias = rand(N);
+    await expectSameOnBoth(
+      () => [tf.fused.matMul({ a: tf.tensor(da, tA ? [K, M] : [M, K]), b: tf.tensor(db, tB ? [N, K] : [K, N]), bias: tf.tensor(dbias, [N]), transposeA: tA, transposeB: tB })],
+      'fused matMul',
+    );
   });
 });
 
@@ -307,7 +325,7 @@ describe('initBackend', () => {
     expect(a.choice).toBe('wasm');
     expect(a.tfBackend).toBe('wasm');
     expect(a.threads).toBe(1);
-    expect(describeBackend(a)).toMatch(/^wasm \((no )?SIMD, 1 thread\)$/);
+    expect(describeBackend(a)).toMatch(/^wasm \((no )?SIMD, 1 thread, (openblas|xnnpack) matmul\)$/);
   });
 
   it('switches on a different explicit choice', async () => {

@@ -222,13 +222,22 @@ function fusedMatMul(args: KernelArgs): Info {
   const blas = loadBlas().addon;
   const ra = a.shape.length;
   const rb = b.shape.length;
-  const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
-  if (!blas || a.dtype !== 'float32' || b.dtype !== 'float32' || (activation && activation !== 'linear') || preluActivationWeights ||
-      (bias && (bias.shape.length !== 1 || bias.shape[0] !== N))) {
-    return orig(tf._FusedMatMul)(args) as Info;
-  }
   const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
   const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  if (!blas || a.dtype !== 'float32' || b.dtype !== 'float32' || (activation && activation !== 'linear') || preluActivationWeights ||
+      (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) || size(a.shape) === 0 || size(b.shape) === 0) {
+    const linear = !activation || activation === 'linear';
+    if ((transposeA || transposeB) && linear && !preluActivationWeights) {
+      // The library's fused kernel gets transposed operands wrong (test/backend.test.ts): product, then bias.
+      const product = batchMatMul({ ...args, inputs: { a, b }, attrs: { transposeA, transposeB } as unknown as tf.NamedAttrMap });
+      if (!bias) return product;
+      const out = run(tf.Add, backend, { a: product, b: bias }, {});
+      backend.disposeData(product.dataId);
+      return out;
+    }
+    return orig(tf._FusedMatMul)(args) as Info;
+  }
   const aOuter = a.shape.slice(0, -2);
   const bOuter = b.shape.slice(0, -2);
   const outOuter = tf.broadcast_util.assertAndGetBroadcastShape(aOuter, bOuter);
