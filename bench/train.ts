@@ -20,6 +20,8 @@ import { generate } from '../kernel/sample/generate';
 import { TrainingClient } from '../kernel/train/client';
 import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
 import { projectPath } from '../kernel/paths';
+import { buildWordnetCorpus } from '../kernel/pretrain/corpus';
+import { trainBaseTokenizer } from '../kernel/pretrain/tokenizer';
 
 export interface BenchCase {
   config: GPT2Config;
@@ -69,6 +71,15 @@ function randomBatch(c: BenchCase, seed: number): Batch {
   return { inputIds, targets, weights, batchSize: c.batch, seqLen: c.context };
 }
 
+/** A tokenizer whose ids cover the vocabulary: bytes for (a), the embedded base model's for (b). */
+function tokenizerFor(vocab: number): Tokenizer {
+  if (vocab <= 256) return Tokenizer.fromJSON(byteLevelTokenizerJSON({}));
+  const file = projectPath('models', 'chromatune-base', 'tokenizer.json');
+  const tok = fs.existsSync(file) ? Tokenizer.fromFile(file) : Tokenizer.fromJSON(trainBaseTokenizer(buildWordnetCorpus({ maxDocuments: 40000 }).train, vocab));
+  if (tok.vocabSize !== vocab) throw new Error(`bench: tokenizer has ${tok.vocabSize} tokens, the model ${vocab}`);
+  return tok;
+}
+
 /** Median tokens/s over timed steps after one warm-up step, for at least `seconds` (and 2 steps). */
 function timeTraining(model: GPT2Model, tok: Tokenizer, c: BenchCase, method: 'lora' | 'full', seconds: number): number {
   if (method === 'lora') model.addAdapter('bench', makeLoraConfig({ r: 8, alpha: 16 }, model.config), 1);
@@ -93,7 +104,8 @@ function timeTraining(model: GPT2Model, tok: Tokenizer, c: BenchCase, method: 'l
 }
 
 function timeSampling(model: GPT2Model, tok: Tokenizer, useCache: boolean, seconds: number): number {
-  const prompt = 'Question: Which river?'.slice(0, 16); // 16 bytes = 16 tokens with a byte vocabulary
+  // A 16-token prompt, as in the PyTorch peer.
+  const prompt = tok.decode(Array.from({ length: 16 }, (_, i) => (i * 7 + 65) % Math.min(tok.vocabSize - 1, 256)));
   const rates: number[] = [];
   const start = performance.now();
   while (rates.length < 2 || performance.now() - start < seconds * 1000) {
@@ -112,11 +124,10 @@ const median = (xs: number[]) => {
 async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, seconds: number) {
   const info = await initBackend(backend);
   const matmul = await measureMatmulGflops({ m: 1024, k: 128, n: 384 });
-  // Random byte-level tokenizer; sampling only needs ids to decode (its vocabulary covers ids < 257).
-  const tok = Tokenizer.fromJSON(byteLevelTokenizerJSON({}));
   const out: Record<string, CaseFigures> = {};
   for (const name of cases) {
     const c = BENCH_CASES[name];
+    const tok = tokenizerFor(c.config.vocab_size);
     const model = GPT2Model.random(c.config, 1);
     const lora = timeTraining(model, tok, c, 'lora', seconds);
     const full = timeTraining(model, tok, c, 'full', seconds);

@@ -25,13 +25,13 @@ export function lineChart(series: Series[], opts: { width?: number; height?: num
   const ticks = (a: number, b: number) => Array.from({ length: 5 }, (_, i) => a + ((b - a) * i) / 4);
   const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
   const grid = [
-    ...ticks(y0, y1).map((v) => `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v)}" y2="${sy(v)}" stroke="#ddd"/><text x="${m.l - 6}" y="${sy(v) + 4}" text-anchor="end" font-size="11">${fmt(v)}</text>`),
-    ...ticks(x0, x1).map((v) => `<text x="${sx(v)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${fmt(v)}</text>`),
+    ...ticks(y0, y1).map((v) => `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v).toFixed(1)}" y2="${sy(v).toFixed(1)}" stroke="#ddd"/><text x="${m.l - 6}" y="${(sy(v) + 4).toFixed(1)}" text-anchor="end" font-size="11">${fmt(v)}</text>`),
+    ...ticks(x0, x1).map((v) => `<text x="${sx(v).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${fmt(v)}</text>`),
   ].join('');
   const lines = series
     .map((s) => {
       const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`);
-      const dots = s.points.length <= 40 ? s.points.map(([x, y]) => `<circle cx="${sx(x)}" cy="${sy(y)}" r="2.5" fill="${s.color}"/>`).join('') : '';
+      const dots = s.points.length <= 40 ? s.points.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`).join('') : '';
       return `<polyline fill="none" stroke="${s.color}" stroke-width="1.6" points="${pts.join(' ')}"/>${dots}`;
     })
     .join('');
@@ -39,5 +39,5 @@ export function lineChart(series: Series[], opts: { width?: number; height?: num
   const labels =
     (opts.xLabel ? `<text x="${(W + m.l) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">${escapeHtml(opts.xLabel)}</text>` : '') +
     (opts.yLabel ? `<text transform="translate(14 ${(H - m.b + m.t) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${escapeHtml(opts.yLabel)}</text>` : '');
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(opts.title ?? 'chart')}"><rect width="${W}" height="${H}" fill="white"/>${grid}<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="#333"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="#333"/>${lines}${legend}${labels}</svg>`;
+  return `<svg width="${W}" height="${H}" role="img" aria-label="${escapeHtml(opts.title ?? 'chart')}"><rect width="${W}" height="${H}" fill="white"/>${grid}<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="#333"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="#333"/>${lines}${legend}${labels}</svg>`;
 }

@@ -131,6 +131,7 @@ function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][
         }
         s.tokens.push(token);
         s.logprobs.push(logprobAt(row, token));
+        if (stops.length === 0) continue;
         s.text = tokenizer.decode(s.tokens);
         const hit = stops.map((st) => s.text.indexOf(st)).filter((k) => k >= 0);
         if (hit.length) {
@@ -149,5 +150,7 @@ function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][
   } finally {
     disposeCache(cache);
   }
+  // Without stop strings nothing was decoded along the way.
+  if (stops.length === 0) for (const s of samples) s.text = tokenizer.decode(s.tokens);
   return samples;
 }

@@ -1,0 +1,101 @@
+/**
+ * The `chromatune` command line, run in-process: --help on every subcommand, logprobs --json against the
+ * library's own forward pass, a finetune run folder, and clear errors for bad flags.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { initBackend } from '../kernel/backend';
+import { buildProgram, main } from '../kernel/cli';
+import { GPT2Model } from '../kernel/model/gpt2';
+import { saveModel } from '../kernel/model/io';
+import { readSafetensors } from '../kernel/model/safetensors';
+import { byteTokenizer, logitsOf, logSoftmax, tinyConfig } from './engine-helpers';
+
+let dir: string;
+let modelDir: string;
+let model: GPT2Model;
+
+/** Runs the CLI and returns what it wrote to stdout. */
+async function run(...args: string[]): Promise<string> {
+  let out = '';
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  });
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    await main(['node', 'chromatune', ...args]);
+  } finally {
+    write.mockRestore();
+    err.mockRestore();
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  await initBackend('wasm');
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-cli-'));
+  modelDir = path.join(dir, 'model');
+  model = GPT2Model.random(tinyConfig({ n_positions: 96 }), 3);
+  saveModel(model, byteTokenizer(), modelDir);
+  const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ prompt: `What is ${i}?`, completion: `It is ${i * 3}` }));
+  fs.writeFileSync(path.join(dir, 'qa.jsonl'), rows.join('\n') + '\n');
+});
+
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('chromatune CLI', () => {
+  test.each(['finetune', 'nyc', 'eval', 'sample', 'logprobs', 'pretrain', 'bench'])('%s --help describes its options', (name) => {
+    const cmd = buildProgram().commands.find((c) => c.name() === name);
+    expect(cmd).toBeDefined();
+    const help = cmd!.helpInformation();
+    expect(help).toContain(`Usage: chromatune ${name}`);
+    expect(help.length).toBeGreaterThan(80);
+  });
+
+  test('logprobs --json gives token ids and logprobs equal to an independent log-softmax of the logits', async () => {
+    const prompt = 'Question: What is 2?\nAnswer:';
+    const completion = ' It is 6';
+    const out = JSON.parse(await run('logprobs', '--model', modelDir, '--prompt', prompt, '--completion', completion, '--json'));
+    const bytes = (s: string) => [...Buffer.from(s, 'utf8')];
+    expect(out.prompt_tokens).toEqual(bytes(prompt));
+    expect(out.completion_tokens).toEqual(bytes(completion));
+    const ids = [...out.prompt_tokens, ...out.completion_tokens];
+    const logits = logitsOf(model, [ids]);
+    const V = model.config.vocab_size;
+    const expected = out.completion_tokens.map((t: number, i: number) => {
+      const pos = out.prompt_tokens.length - 1 + i;
+      return logSoftmax(logits.subarray(pos * V, (pos + 1) * V))[t];
+    });
+    expect(out.logprobs).toHaveLength(expected.length);
+    out.logprobs.forEach((lp: number, i: number) => expect(lp).toBeCloseTo(expected[i], 4));
+    expect(out.total_logprob).toBeCloseTo(expected.reduce((a: number, b: number) => a + b, 0), 3);
+  });
+
+  test('finetune --data writes a run folder with a PEFT adapter, metrics and a report', async () => {
+    const out = path.join(dir, 'run');
+    const summary = JSON.parse(
+      await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '2', '--batch-size', '4', '--rank', '4', '--out', out, '--json'),
+    );
+    expect(summary.train_examples + summary.validation_examples).toBe(12);
+    expect(summary.steps).toBe(2 * Math.ceil(summary.train_examples / 4));
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter', 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, fan_in_fan_out: true });
+    const { tensors } = readSafetensors(path.join(out, 'adapter', 'adapter_model.safetensors'));
+    expect(tensors.get('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight')?.shape).toEqual([4, model.config.n_embd]);
+    const metrics = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(metrics.filter((m) => m.kind === 'train').map((m) => m.step)).toEqual(Array.from({ length: summary.steps }, (_, i) => i + 1));
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    expect(html).toMatch(/^<!doctype html>/);
+    expect(html).not.toMatch(/<script|https?:\/\//);
+    expect(summary.metrics.validation.finetuned.examples).toBe(summary.validation_examples);
+  });
+
+  test('bad flags give errors that name the flag or field and the valid range', async () => {
+    await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--lr', 'abc')).rejects.toThrow(/--lr expects a number/);
+    await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--rank', '0', '--out', path.join(dir, 'r0'))).rejects.toThrow(/lora\.r must be an integer in \[1, \d+\]/);
+    await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'missing.jsonl'), '--out', path.join(dir, 'r1'))).rejects.toThrow(/missing\.jsonl/);
+    await expect(run('sample', '--model', modelDir)).rejects.toThrow(/exactly one of --prompt or --question/);
+  });
+});
