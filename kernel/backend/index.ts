@@ -99,6 +99,8 @@ async function load(choice: BackendChoice): Promise<Omit<BackendInfo, 'reasons'>
     case 'cpu': {
       require('@tensorflow/tfjs-backend-cpu');
       await activate('cpu');
+      // Its first write prints an advertisement for tfjs-node to the console; we report the backend ourselves.
+      (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
       return { choice, tfBackend: tf.getBackend(), simd: false, threads: 1, matmul: 'js' };
     }
   }
