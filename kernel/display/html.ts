@@ -15,7 +15,7 @@ export interface Series {
 export function lineChart(series: Series[], opts: { width?: number; height?: number; xLabel?: string; yLabel?: string; title?: string } = {}): string {
   const W = opts.width ?? 640;
   const H = opts.height ?? 280;
-  const m = { l: 56, r: 16, t: 28, b: 40 };
+  const m = { l: 64, r: 16, t: 28, b: 40 };
   const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   if (all.length === 0) return `<svg width="${W}" height="${H}" role="img"><text x="10" y="20">no data</text></svg>`;
   const [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
@@ -23,7 +23,8 @@ export function lineChart(series: Series[], opts: { width?: number; height?: num
   const sx = (x: number) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const sy = (y: number) => H - m.b - ((y - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
   const ticks = (a: number, b: number) => Array.from({ length: 5 }, (_, i) => a + ((b - a) * i) / 4);
-  const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
+  const fmt = (v: number) =>
+    Math.abs(v - Math.round(v)) < 1e-9 ? String(Math.round(v)) : Math.abs(v) < 0.01 ? v.toExponential(1) : v.toPrecision(3);
   const grid = [
     ...ticks(y0, y1).map((v) => `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v).toFixed(1)}" y2="${sy(v).toFixed(1)}" stroke="#ddd"/><text x="${m.l - 6}" y="${(sy(v) + 4).toFixed(1)}" text-anchor="end" font-size="11">${fmt(v)}</text>`),
     ...ticks(x0, x1).map((v) => `<text x="${sx(v).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${fmt(v)}</text>`),
