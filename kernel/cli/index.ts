@@ -65,7 +65,7 @@ export function stopOnInterrupt(): { requested: () => boolean; dispose: () => vo
 }
 
 /** Defaults of the main job, chosen by validation token F1 on nyc-qa. */
-const NYC_DEFAULTS = { epochs: 20, batchSize: 16, lr: 8e-3, rank: 32, alpha: 32, evalEvery: 108, warmup: 20 };
+const NYC_DEFAULTS = { epochs: 16, batchSize: 16, lr: 8e-3, rank: 32, alpha: 32, dropout: 0.1, evalEvery: 54, warmup: 20 };
 
 function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Command {
   return cmd
@@ -78,7 +78,7 @@ function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Co
     .option('--warmup <n>', 'warmup steps', num('--warmup'), d.warmup ?? 0)
     .option('--rank <r>', 'LoRA rank', num('--rank'), d.rank ?? 8)
     .option('--alpha <a>', 'LoRA alpha (scale alpha/r)', num('--alpha'), d.alpha ?? 16)
-    .option('--dropout <p>', 'LoRA dropout', num('--dropout'), 0)
+    .option('--dropout <p>', 'LoRA dropout', num('--dropout'), d.dropout ?? 0)
     .option('--targets <list>', 'LoRA target modules: qkv,attn_out,mlp_in,mlp_out', list, ['qkv', 'attn_out', 'mlp_in', 'mlp_out'])
     .option('--weight-decay <x>', 'AdamW decoupled weight decay', num('--weight-decay'), 0)
     .option('--grad-clip <x>', 'clip the global gradient norm (0: off)', num('--grad-clip'), 1)
