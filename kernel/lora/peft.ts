@@ -102,26 +102,30 @@ export function readAdapterConfig(dir: string, model: GPT2Model): LoraConfig {
   }
 }
 
+/** Fills `adapter`'s A and B from a PEFT adapter_model.safetensors, checking every name and shape. */
+export function assignAdapterWeights(adapter: LoraAdapter, file: string): void {
+  if (!fs.existsSync(file)) throw new Error(`${file}: not found`);
+  const { tensors } = readSafetensors(file);
+  for (const l of adapter.layers.values()) {
+    for (const [factor, v] of [['A', l.A], ['B', l.B]] as const) {
+      const key = `${PREFIX}${l.path}.lora_${factor}.weight`;
+      const expected = [v.shape[1], v.shape[0]]; // PEFT stores the transposes
+      const t = tensors.get(key);
+      if (!t) throw new Error(`${file}: missing tensor "${key}" (expected shape [${expected.join(', ')}])`);
+      if (t.shape.join() !== expected.join()) {
+        throw new Error(`${file}: tensor "${key}" has shape [${t.shape.join(', ')}], expected [${expected.join(', ')}]`);
+      }
+      tf.tidy(() => v.assign(tf.transpose(tf.tensor2d(t.data as Float32Array, t.shape as [number, number]))));
+    }
+  }
+}
+
 /** Loads a PEFT adapter onto `model` under `name` and makes it active. */
 export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(path.resolve(dir))): LoraAdapter {
   const config = readAdapterConfig(dir, model);
-  const file = path.join(dir, 'adapter_model.safetensors');
-  if (!fs.existsSync(file)) throw new Error(`${file}: not found`);
-  const { tensors } = readSafetensors(file);
   const adapter = new LoraAdapter(name, config, model.config, 0);
   try {
-    for (const l of adapter.layers.values()) {
-      for (const [factor, v] of [['A', l.A], ['B', l.B]] as const) {
-        const key = `${PREFIX}${l.path}.lora_${factor}.weight`;
-        const expected = [v.shape[1], v.shape[0]];
-        const t = tensors.get(key);
-        if (!t) throw new Error(`${file}: missing tensor "${key}" (expected shape [${expected.join(', ')}])`);
-        if (t.shape.join() !== expected.join()) {
-          throw new Error(`${file}: tensor "${key}" has shape [${t.shape.join(', ')}], expected [${expected.join(', ')}]`);
-        }
-        tf.tidy(() => v.assign(tf.transpose(tf.tensor2d(t.data as Float32Array, t.shape as [number, number]))));
-      }
-    }
+    assignAdapterWeights(adapter, path.join(dir, 'adapter_model.safetensors'));
   } catch (e) {
     adapter.dispose();
     throw e;

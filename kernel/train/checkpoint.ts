@@ -11,7 +11,7 @@ import * as tf from '../backend/tf';
 import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import type { NamedArrays } from '../model/tensor';
-import { writeAdapterFiles } from '../lora/peft';
+import { assignAdapterWeights, writeAdapterFiles } from '../lora/peft';
 import type { TrainingClient } from './client';
 
 export interface StepRecord {
@@ -73,18 +73,16 @@ export function loadCheckpoint(dir: string, client: TrainingClient, fingerprint:
       );
     }
   }
-  const targets = client.model.trainableVariables(client.mode);
-  const file = path.join(dir, client.mode === 'lora' ? 'adapter_model.safetensors' : 'model.safetensors');
-  const { tensors } = readSafetensors(file);
-  for (const [name, v] of targets) {
-    // PEFT stores A and B transposed ([r, in], [out, r]).
-    const key = client.mode === 'lora' ? `base_model.model.${name}.weight` : name;
-    const t = tensors.get(key);
-    if (!t) throw new Error(`${file}: missing tensor "${key}"`);
-    tf.tidy(() => {
-      const x = tf.tensor(t.data as Float32Array, t.shape);
-      v.assign(client.mode === 'lora' ? tf.transpose(x) : x);
-    });
+  const adapter = client.model.activeAdapter;
+  if (client.mode === 'lora' && adapter) assignAdapterWeights(adapter, path.join(dir, 'adapter_model.safetensors'));
+  else {
+    const file = path.join(dir, 'model.safetensors');
+    const { tensors } = readSafetensors(file);
+    for (const [name, v] of client.model.trainableVariables(client.mode)) {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`${file}: missing tensor "${name}"`);
+      tf.tidy(() => v.assign(tf.tensor(t.data as Float32Array, t.shape)));
+    }
   }
   const opt = readSafetensors(path.join(dir, 'optimizer.safetensors'));
   client.optimizer.loadState(Number(opt.metadata.step), opt.tensors);
