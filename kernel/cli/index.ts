@@ -65,7 +65,7 @@ export function stopOnInterrupt(): { requested: () => boolean; dispose: () => vo
 }
 
 /** Defaults of the main job, chosen by validation token F1 on nyc-qa. */
-const NYC_DEFAULTS = { epochs: 16, batchSize: 16, lr: 8e-3, rank: 32, alpha: 32, dropout: 0.1, evalEvery: 54, warmup: 20 };
+const NYC_DEFAULTS = { epochs: 24, batchSize: 16, lr: 5e-3, rank: 32, alpha: 32, dropout: 0.1, evalEvery: 54, warmup: 20 };
 
 function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Command {
   return cmd
