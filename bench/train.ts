@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import { performance } from 'perf_hooks';
 import * as tf from '../kernel/backend/tf';
 import { type BackendChoice, initBackend, measureMatmulGflops } from '../kernel/backend';
+import { median } from '../kernel/backend/flops';
 import type { Batch } from '../kernel/data/batch';
 import { type GPT2Config, makeConfig } from '../kernel/model/config';
 import { GPT2Model } from '../kernel/model/gpt2';
@@ -116,10 +117,6 @@ function timeSampling(model: GPT2Model, tok: Tokenizer, useCache: boolean, secon
   return median(rates);
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, seconds: number) {
   const info = await initBackend(backend);

@@ -2,7 +2,7 @@
  * Matmul throughput of the active TensorFlow.js backend, in GFLOP/s (2·m·k·n per product).
  * Used to report what a machine can do and to sanity-check the wasm matmul kernels.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import * as tf from './tf';
 
 export interface MatmulShape {
   m?: number;
@@ -17,7 +17,7 @@ export const DEFAULT_MATMUL_SHAPES: ReadonlyArray<Required<Pick<MatmulShape, 'm'
   { m: 1024, k: 512, n: 1024 },
 ];
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((p, q) => p - q);
   const h = s.length >> 1;
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;

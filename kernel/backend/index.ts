@@ -8,10 +8,8 @@
  * `initBackend` wins over both. An explicitly requested backend that cannot load is an error, never
  * a silent fallback: a run that asked for the GPU must not quietly train on one CPU core.
  */
-import * as tf from '@tensorflow/tfjs-core';
-// Side effect: the umbrella package registers every gradient (tfjs-core's Node bundle has none),
-// so any backend initBackend returns can train.
-import './tf';
+// ./tf also registers every gradient (tfjs-core's Node bundle has none), so any backend initBackend returns can train.
+import * as tf from './tf';
 import * as os from 'os';
 import * as path from 'path';
 import { installWasmKernels } from './wasmKernels';

@@ -24,7 +24,7 @@
  * The originals are kept (`originalKernel`) so that `uninstallWasmKernels` can restore them, e.g. for
  * benchmarks comparing both.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import * as tf from './tf';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { type BlasAddon, loadBlas } from './blas';
 

@@ -9,7 +9,7 @@ import { formatPrompt } from '../data/example';
 import { loadModel } from '../model/io';
 import { loadAdapter } from '../lora/peft';
 import { TrainingClient } from '../train/client';
-import { hasCheckpoint } from '../train/checkpoint';
+import { checkpointStep, hasCheckpoint } from '../train/checkpoint';
 import { evaluate } from '../eval';
 import { createRunDir, runPaths, truncateMetrics } from '../run';
 import { metricTable, runJob } from '../run/job';
@@ -98,7 +98,7 @@ async function runJobCommand(o: Record<string, any>, title: string, train: QAExa
   fs.mkdirSync(run.dir, { recursive: true });
   if (o.resume) {
     if (!hasCheckpoint(run.checkpoint)) throw new Error(`${run.checkpoint}: no checkpoint to resume from`);
-    truncateMetrics(run, JSON.parse(fs.readFileSync(path.join(run.checkpoint, 'trainer_state.json'), 'utf8')).step);
+    truncateMetrics(run, checkpointStep(run.checkpoint));
   }
   const log = (line: string) => process.stderr.write(line + '\n');
   log(`run folder: ${run.dir}`);

@@ -24,14 +24,14 @@ export interface EvalResult extends AnswerScores {
   answers: ScoredAnswer[];
 }
 
-export function greedyAnswer(client: TrainingClient, question: string, maxTokens = 48): string {
-  return client.sample(formatPrompt(question), { temperature: 0, maxTokens, stop: ['\n'] }).samples[0].text.trim();
-}
-
 /** Greedy answers to many questions, batched by prompt length. */
 export function greedyAnswers(client: TrainingClient, questions: string[], maxTokens = 32): string[] {
   const samples = generateMany(client.model, client.tokenizer, questions.map(formatPrompt), { temperature: 0, maxTokens, stop: ['\n'] });
   return samples.map((s) => s.text.trim());
+}
+
+export function greedyAnswer(client: TrainingClient, question: string, maxTokens?: number): string {
+  return greedyAnswers(client, [question], maxTokens)[0];
 }
 
 /** Perplexity of the references and the scores of greedy answers. */

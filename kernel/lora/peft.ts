@@ -9,6 +9,7 @@ import * as tf from '../backend/tf';
 import { LoraAdapter } from './adapter';
 import { type LoraConfig, makeLoraConfig } from './config';
 import type { GPT2Model } from '../model/gpt2';
+import type { NamedArrays } from '../model/tensor';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
 
@@ -51,8 +52,8 @@ export function peftConfig(c: LoraConfig, baseModel: string): PeftAdapterConfig 
 }
 
 /** Adapter tensors under PEFT's names, transposed to PyTorch's Linear layout. */
-export function peftTensors(adapter: LoraAdapter): Map<string, { shape: number[]; data: Float32Array }> {
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+export function peftTensors(adapter: LoraAdapter): NamedArrays {
+  const out: NamedArrays = new Map();
   for (const l of adapter.layers.values()) {
     const a = tf.tidy(() => tf.transpose(l.A));
     const b = tf.tidy(() => tf.transpose(l.B));

@@ -9,6 +9,7 @@ import { type GPT2Config, expectedTensors } from './config';
 import { LoraAdapter } from '../lora/adapter';
 import type { LoraConfig } from '../lora/config';
 import { gelu, layerNorm, linear, type LoraTerm } from './ops';
+import type { NamedArrays } from './tensor';
 
 /** Cached keys and values of one layer: [batch, heads, length, headDim]. */
 export interface LayerCache {
@@ -158,6 +159,13 @@ export class GPT2Model {
   /** Base weights are frozen except in full fine-tuning (tf only differentiates trainable variables). */
   setTrainingMode(mode: TrainingMode): void {
     for (const p of this.params.values()) p.trainable = mode === 'full';
+  }
+
+  /** Base weights as named arrays (copies), the shape model.safetensors and checkpoints take. */
+  weightArrays(): NamedArrays {
+    const out: NamedArrays = new Map();
+    for (const [name, v] of this.params) out.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
+    return out;
   }
 
   parameterCount(): number {

@@ -72,9 +72,7 @@ export function loadModel(dir: string): { model: GPT2Model; tokenizer: Tokenizer
 /** Saves the base weights (adapters stay apart; merge first to bake one in). Each file is written atomically. */
 export function saveModel(model: GPT2Model, tokenizer: Tokenizer, dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, v] of model.params) tensors.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  writeSafetensors(path.join(dir, 'model.safetensors'), model.weightArrays(), { format: 'pt' });
   writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(model.config, null, 2) + '\n');
   tokenizer.save(path.join(dir, 'tokenizer.json'));
 }

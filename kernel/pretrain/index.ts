@@ -14,7 +14,7 @@ import { PRESETS } from '../model/presets';
 import { Tokenizer } from '../tokenizer';
 import { evaluateLoss, finetune, type ProgressEvent } from '../train/finetune';
 import { TrainingClient } from '../train/client';
-import { greedyAnswer } from '../eval';
+import { greedyAnswers } from '../eval';
 import { backendInfo, describeBackend } from '../backend';
 import { buildWordnetCorpus, heldOutDefinitionQuestions } from './corpus';
 import { trainBaseTokenizer } from './tokenizer';
@@ -126,7 +126,9 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const tokensSeen = result.history.reduce((n, h) => n + h.tokens, 0);
   const finished = result.steps >= o.steps;
   saveModel(model, tokenizer, o.out);
-  const examples = heldOutDefinitionQuestions(corpus, 8).map((q) => ({ ...q, model: greedyAnswer(client, q.question) }));
+  const questions = heldOutDefinitionQuestions(corpus, 8);
+  const answers = greedyAnswers(client, questions.map((q) => q.question));
+  const examples = questions.map((q, i) => ({ ...q, model: answers[i] }));
   const metrics = {
     steps: result.steps,
     target_steps: o.steps,

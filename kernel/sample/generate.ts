@@ -3,7 +3,7 @@
  * its own seeded generator, so sample i is the same whatever numSamples is.
  */
 import * as tf from '../backend/tf';
-import { disposeCache, type GPT2Model, type KVCache } from '../model/gpt2';
+import { disposeCache, GPT2Model, type KVCache } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { makeRng, sampleToken, type SamplingParams, validateSamplingParams } from './sampler';
 
@@ -91,7 +91,7 @@ function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][
   const samples: Sample[] = Array.from({ length: n }, () => ({ text: '', tokens: [], logprobs: [], finishReason: 'length' as FinishReason }));
   const done = new Array<boolean>(n).fill(false);
   const useCache = opts.useCache ?? true;
-  let cache: KVCache | undefined = useCache ? { layers: [], length: 0 } : undefined;
+  let cache: KVCache | undefined = useCache ? GPT2Model.emptyCache() : undefined;
   const seqs = prompts.map((p) => [...p]);
   let feed = seqs.map((s) => s.slice()); // tokens to run next: the whole prompt first
 

@@ -10,7 +10,6 @@ import * as path from 'path';
 import * as tf from '../backend/tf';
 import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
-import type { NamedArrays } from '../model/tensor';
 import { assignAdapterWeights, writeAdapterFiles } from '../lora/peft';
 import type { TrainingClient } from './client';
 
@@ -43,6 +42,11 @@ export interface TrainerState {
 
 export const STATE_FILE = 'trainer_state.json';
 
+/** The step a checkpoint folder holds. */
+export function checkpointStep(dir: string): number {
+  return (JSON.parse(fs.readFileSync(path.join(dir, STATE_FILE), 'utf8')) as TrainerState).step;
+}
+
 export function hasCheckpoint(dir: string): boolean {
   return fs.existsSync(path.join(dir, STATE_FILE));
 }
@@ -51,11 +55,7 @@ export function saveCheckpoint(dir: string, client: TrainingClient, state: Train
   replaceDirAtomic(dir, (tmp) => {
     const adapter = client.model.activeAdapter;
     if (client.mode === 'lora' && adapter) writeAdapterFiles(adapter, tmp, baseModel);
-    else {
-      const weights: NamedArrays = new Map();
-      for (const [name, v] of client.model.params) weights.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
-      writeSafetensors(path.join(tmp, 'model.safetensors'), weights, { format: 'pt' });
-    }
+    else writeSafetensors(path.join(tmp, 'model.safetensors'), client.model.weightArrays(), { format: 'pt' });
     writeSafetensors(path.join(tmp, 'optimizer.safetensors'), client.optimizer.stateTensors(), { step: String(client.optimizer.step) });
     writeFileAtomic(path.join(tmp, STATE_FILE), JSON.stringify(state, null, 1) + '\n');
   });

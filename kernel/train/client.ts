@@ -5,6 +5,7 @@
 import * as tf from '../backend/tf';
 import type { Batch } from '../data/batch';
 import type { GPT2Model, TrainingMode } from '../model/gpt2';
+import type { NamedArrays } from '../model/tensor';
 import type { Tokenizer } from '../tokenizer';
 import { generate, type SampleOptions, type SampleResult } from '../sample/generate';
 import { AdamW, type AdamParams } from './adamw';
@@ -131,8 +132,8 @@ export class TrainingClient {
    * Copies of the gradients accumulated since the last optimStep (summed over forwardBackward calls;
    * optimStep applies their mean), by trainable-variable name. Read-only: for inspection and tests.
    */
-  accumulatedGradients(): Map<string, { shape: number[]; data: Float32Array }> {
-    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  accumulatedGradients(): NamedArrays {
+    const out: NamedArrays = new Map();
     for (const [name, g] of this.accumulated) out.set(name, { shape: g.shape.slice(), data: (g.dataSync() as Float32Array).slice() });
     return out;
   }
