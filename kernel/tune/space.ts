@@ -115,15 +115,15 @@ export function decodeParam(p: Param, u: number[]): ParamValue {
     const k = Math.round(v * stepCount(low, high, p.step));
     return roundStep(low + k * p.step, p.step);
   }
-  let x = p.log ? Math.exp(Math.log(low) + v * (Math.log(high) - Math.log(low))) : low + v * (high - low);
   if (p.kind === 'int') {
     // Equal-width bins per integer, so every value is equally likely under uniform u.
     const lo = p.log ? Math.log(low - 0.5 > 0 ? low - 0.5 : low) : low - 0.5;
     const hi = p.log ? Math.log(high + 0.5) : high + 0.5;
     const y = lo + v * (hi - lo);
-    x = Math.round(p.log ? Math.exp(y) : y);
-    return Math.min(high, Math.max(low, x));
+    return Math.min(high, Math.max(low, Math.round(p.log ? Math.exp(y) : y)));
   }
+  if (v === 0 || v === 1) return v === 0 ? low : high; // exact endpoints, not exp(log(x)) round-off
+  const x = p.log ? Math.exp(Math.log(low) + v * (Math.log(high) - Math.log(low))) : low + v * (high - low);
   return Math.min(high, Math.max(low, x));
 }
 

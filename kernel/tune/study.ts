@@ -11,6 +11,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { median } from '../backend/flops';
 import { makeRng } from '../sample/sampler';
 import { type Params, type Space, SpaceError, validateSpace } from './space';
 import type { Direction, Sampler, TrialRecord, TrialState } from './types';
@@ -29,6 +30,17 @@ export class TrialPruned extends Error {
   constructor(message = 'pruned') {
     super(message);
     this.name = 'TrialPruned';
+  }
+}
+
+/**
+ * Thrown by an objective to stop the whole study at once (e.g. Ctrl-C): the trial is not told, so
+ * it stays running in the study file and is run again, with the same params, on resume.
+ */
+export class StudyStopped extends Error {
+  constructor(message = 'study stopped') {
+    super(message);
+    this.name = 'StudyStopped';
   }
 }
 
@@ -204,10 +216,7 @@ export class Study {
       if (v !== undefined) others.push(v);
     }
     if (others.length < this.pruner.startupTrials) return false;
-    others.sort((a, b) => a - b);
-    const m = others.length;
-    const median = m % 2 ? others[(m - 1) / 2] : (others[m / 2 - 1] + others[m / 2]) / 2;
-    return this.better(median, value);
+    return this.better(median(others), value);
   }
 
   /**
@@ -226,6 +235,10 @@ export class Study {
       try {
         result = await objective(trial.params, trial);
       } catch (e) {
+        if (e instanceof StudyStopped) {
+          this.live.delete(trial.number);
+          throw e;
+        }
         result = e instanceof TrialPruned ? { state: 'pruned' } : { state: 'failed', error: e instanceof Error ? e.message : String(e) };
       }
       const rec = this.tell(trial.number, result);
