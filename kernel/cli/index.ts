@@ -2,12 +2,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, Option } from 'commander';
-import { type BackendChoice, BACKEND_CHOICES, describeBackend, initBackend } from '../backend';
-import { loadExamples, type LoadOptions } from '../data/load';
+import { BACKEND_CHOICES, describeBackend, initBackend } from '../backend';
+import { loadExamples } from '../data/load';
 import { splitValidation } from '../data/batch';
 import { formatPrompt } from '../data/example';
-import { loadModel } from '../model/io';
-import { loadAdapter } from '../lora/peft';
 import { TrainingClient } from '../train/client';
 import { checkpointStep, hasCheckpoint } from '../train/checkpoint';
 import { evaluate } from '../eval';
@@ -16,53 +14,9 @@ import { metricTable, runJob } from '../run/job';
 import type { QAExample } from '../data/example';
 import { projectPath } from '../paths';
 import { progressBar } from './progress';
+import { DEFAULT_MODEL, dataOptions, list, type ModelOpts, modelOptions, num, openModel, print, stopOnInterrupt } from './common';
 
-export const DEFAULT_MODEL = projectPath('models', 'chromatune-base');
-
-const num = (flag: string) => (v: string) => {
-  const x = Number(v);
-  if (v.trim() === '' || Number.isNaN(x)) throw new Error(`${flag} expects a number, got "${v}"`);
-  return x;
-};
-const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
-
-interface ModelOpts {
-  model: string;
-  adapter?: string;
-  backend?: BackendChoice;
-}
-
-function modelOptions(cmd: Command): Command {
-  return cmd
-    .option('--model <dir>', 'base model folder (Hugging Face layout)', DEFAULT_MODEL)
-    .option('--adapter <dir>', 'LoRA adapter folder (PEFT format) to apply')
-    .addOption(new Option('--backend <name>', 'TensorFlow.js backend (default: best available; env CHROMATUNE_BACKEND)').choices([...BACKEND_CHOICES]));
-}
-
-async function openModel(o: ModelOpts, json = false) {
-  const info = await initBackend(o.backend);
-  if (!json) process.stderr.write(`backend: ${describeBackend(info)}\n`);
-  if (!fs.existsSync(o.model)) throw new Error(`model folder ${o.model} not found (pass --model DIR)`);
-  const { model, tokenizer } = loadModel(o.model);
-  if (o.adapter) loadAdapter(model, o.adapter);
-  return { model, tokenizer, info };
-}
-
-function dataOptions(o: { questionField?: string; answerField?: string }): LoadOptions {
-  return { questionField: o.questionField, answerField: o.answerField };
-}
-
-/** The first Ctrl-C asks the training loop to checkpoint and return; a second one exits at once. */
-export function stopOnInterrupt(): { requested: () => boolean; dispose: () => void } {
-  let requested = false;
-  const onSigint = () => {
-    if (requested) process.exit(130);
-    requested = true;
-    process.stderr.write('\nstopping after this step (checkpoint will be saved); Ctrl-C again to quit now\n');
-  };
-  process.on('SIGINT', onSigint);
-  return { requested: () => requested, dispose: () => process.off('SIGINT', onSigint) };
-}
+export { DEFAULT_MODEL, stopOnInterrupt };
 
 /** Defaults of the main job, chosen by validation token F1 on nyc-qa. */
 const NYC_DEFAULTS = { epochs: 24, batchSize: 16, lr: 5e-3, rank: 32, alpha: 32, dropout: 0.1, evalEvery: 54, warmup: 20 };
@@ -145,7 +99,6 @@ async function runJobCommand(o: Record<string, any>, title: string, train: QAExa
   }
 }
 
-const print = (json: boolean, value: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
 
 export function buildProgram(): Command {
   const program = new Command('chromatune')

@@ -13,7 +13,9 @@ import { saveModel } from '../model/io';
 import { TrainingClient } from '../train/client';
 import { finetune, type FinetuneConfig, type FinetuneResult, type ProgressEvent } from '../train/finetune';
 import { evaluate, type EvalResult } from '../eval';
-import { backendInfo } from '../backend';
+import { backendInfo, measureMatmulGflops } from '../backend';
+import { parameterCount } from '../model/config';
+import { type LScore, lScore } from '../tune/lscore';
 import { writeFileAtomic } from '../io/atomic';
 import { appendMetric, type RunPaths, writeSummary } from './index';
 import { renderRunReport } from '../display/report';
@@ -35,6 +37,10 @@ export interface JobOptions {
   shouldStop?: () => boolean;
   resume?: boolean;
   log?: (line: string) => void;
+  /** The base model's evaluation of evalSplits, when already known (a sweep evaluates it once). */
+  base?: Record<string, EvalResult>;
+  /** Target validation loss τ of the L-score; default half the base model's validation loss. */
+  targetLoss?: number;
 }
 
 export interface JobSummary {
@@ -54,6 +60,8 @@ export interface JobSummary {
   final_train_loss: number | null;
   best_val_loss: number | null;
   metrics: Record<string, { base: SplitMetrics; finetuned: SplitMetrics }>;
+  /** L-score on the validation split (or the first evaluated split); null for an interrupted run. */
+  l_score: (LScore & { split: string }) | null;
   output: string;
 }
 
@@ -73,7 +81,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     return out;
   };
   o.model.setActiveAdapter(null);
-  const base = evalAll('base model');
+  const base = o.base ?? evalAll('base model');
   const tBase = performance.now();
   const result = await finetune({
     ...o.training,
@@ -107,6 +115,8 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
       metrics[name] = { base: strip(base[name]), finetuned: strip(tuned[name]) };
     }
   }
+  const lSplit = 'validation' in metrics ? 'validation' : Object.keys(metrics)[0];
+  const l_score = lSplit ? { split: lSplit, ...(await runLScore(o, result, metrics[lSplit], tTrain - tBase)) } : null;
   const summary: JobSummary = {
     title: o.title,
     run: o.run.dir,
@@ -124,6 +134,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     final_train_loss: result.history.at(-1)?.loss ?? null,
     best_val_loss: result.bestValLoss,
     metrics,
+    l_score,
     output: method === 'lora' ? o.run.adapter : o.run.model,
   };
   if (!result.interrupted) {
@@ -137,6 +148,21 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
   return { summary, result, answers };
 }
 
+/** The L-score of a finished run (lscore.ts), with this machine's matmul speed measured now. */
+async function runLScore(o: JobOptions, r: FinetuneResult, m: { base: SplitMetrics; finetuned: SplitMetrics }, trainingMs: number): Promise<LScore> {
+  const stepsPerEpoch = Math.ceil(o.train.length / (o.training.batchSize ?? 8));
+  return lScore({
+    perplexity: m.finetuned.perplexity,
+    valCurve: r.evals.map((e) => [e.step / stepsPerEpoch, e.valLoss]),
+    targetLoss: o.targetLoss ?? m.base.loss / 2,
+    epochsTrained: r.steps / stepsPerEpoch,
+    trainableParameters: r.trainableParameters,
+    totalParameters: parameterCount(o.model.config),
+    trainingSeconds: trainingMs / 1000,
+    gflops: await measureMatmulGflops({ iters: 5 }),
+  });
+}
+
 /** The metric table printed in the terminal. */
 export function metricTable(summary: JobSummary): string {
   const rows = [['split', 'model', 'perplexity', 'exact match', 'token F1', 'ROUGE-L']];
@@ -146,5 +172,7 @@ export function metricTable(summary: JobSummary): string {
     }
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r, i) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ') + (i === 0 ? '\n' + widths.map((w) => '-'.repeat(w)).join('  ') : '')).join('\n');
+  const table = rows.map((r, i) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ') + (i === 0 ? '\n' + widths.map((w) => '-'.repeat(w)).join('  ') : '')).join('\n');
+  const l = summary.l_score;
+  return l ? `${table}\n\nL-score (${l.split}): ${l.L.toFixed(2)} = perplexity ${l.perplexity.toFixed(2)} × f(D) ${l.fD.toFixed(2)} × f(A) ${l.fA.toFixed(2)} × f(H) ${l.fH.toFixed(2)}` : table;
 }

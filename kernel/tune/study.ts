@@ -137,6 +137,12 @@ export class Study {
     return best;
   }
 
+  /** Complete trials, best first. */
+  ranking(): TrialRecord[] {
+    const sign = this.direction === 'minimize' ? 1 : -1;
+    return this.records.filter((t) => t.state === 'complete').sort((a, b) => sign * (a.value! - b.value!) || a.number - b.number);
+  }
+
   /** Trials that finished (complete, failed or pruned). */
   get finished(): number {
     return this.records.filter((t) => t.state !== 'running').length;
