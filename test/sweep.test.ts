@@ -98,6 +98,10 @@ describe('training sweep', () => {
     expect(model.adapters.size).toBe(0); // trials clean up their adapters
     const ranked = study.ranking().map((t) => t.value!);
     expect(ranked).toEqual([...ranked].sort((a, b) => a - b));
+    const file = JSON.parse(fs.readFileSync(path.join(out, 'ranking.json'), 'utf8'));
+    expect(file.ranking.map((r: { value: number }) => r.value)).toEqual(ranked);
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    for (const t of study.trials) expect(html).toContain(`href="trial-${String(t.number).padStart(3, '0')}/report.html"`);
   });
 
   test('a stopped sweep leaves the trial resumable; running again continues it from its checkpoint', async () => {

@@ -19,6 +19,8 @@ import type { ProgressEvent } from '../train/finetune';
 import { hasCheckpoint, checkpointStep } from '../train/checkpoint';
 import { evaluate, type EvalResult } from '../eval';
 import { runPaths, truncateMetrics } from '../run';
+import { writeFileAtomic } from '../io/atomic';
+import { writeStudyReport } from '../display/studyReport';
 import { type JobSummary, runJob } from '../run/job';
 import { categorical, float, int, type Params, type Space } from './space';
 import { Study, StudyStopped, TrialPruned, type TrialHandle } from './study';
@@ -166,5 +168,18 @@ export async function sweep(o: SweepOptions): Promise<Study> {
   } finally {
     study.close();
   }
+  writeSweepReport(study, o.dir, o.objective);
   return study;
+}
+
+/** ranking.json and report.html in the sweep folder; each trial links to its run's own report. */
+export function writeSweepReport(study: Study, dir: string, objective: SweepObjective): { ranking: string; report: string } {
+  const ranking = path.join(dir, 'ranking.json');
+  const rows = study.ranking().map((t, i) => ({ rank: i + 1, number: t.number, value: t.value, params: t.params, metrics: t.attrs.metrics, run: t.attrs.run }));
+  writeFileAtomic(ranking, JSON.stringify({ objective, direction: study.direction, trials: study.trials.length, ranking: rows }, null, 2) + '\n');
+  const report = writeStudyReport(
+    { study, title: `Training sweep (${objective})`, objective, runHref: (t) => (t.attrs.run ? path.relative(dir, path.join(t.attrs.run as string, 'report.html')) : undefined) },
+    path.join(dir, 'report.html'),
+  );
+  return { ranking, report };
 }
