@@ -14,6 +14,9 @@ import { metricTable, runJob } from '../run/job';
 import type { QAExample } from '../data/example';
 import { projectPath } from '../paths';
 import { progressBar } from './progress';
+import { registerDecode } from './decode';
+import { registerSweep } from './sweep';
+import { registerBenchSearch } from './benchSearch';
 import { DEFAULT_MODEL, dataOptions, list, type ModelOpts, modelOptions, num, openModel, print, stopOnInterrupt } from './common';
 
 export { DEFAULT_MODEL, stopOnInterrupt };
@@ -205,6 +208,9 @@ export function buildProgram(): Command {
       }
     });
 
+  registerSweep(program);
+  registerDecode(program);
+
   const bench = program.command('bench').description('benchmarks (print one JSON object)');
   bench
     .command('train')
@@ -221,6 +227,7 @@ export function buildProgram(): Command {
       const r = await runTrainBench({ seconds: o.seconds, cases: o.cases, backends: o.backends, torch: o.torch });
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
     });
+  registerBenchSearch(bench);
   return program;
 }
 

@@ -23,6 +23,8 @@ export interface LoraConfig {
   rankPattern?: Record<string, number>;
   /** Per-module alpha overrides, PEFT's alpha_pattern. */
   alphaPattern?: Record<string, number>;
+  /** Per-module dropout overrides (training only, so not part of PEFT's saved config). */
+  dropoutPattern?: Record<string, number>;
 }
 
 export interface LoraConfigInput {
@@ -32,6 +34,7 @@ export interface LoraConfigInput {
   targetModules?: Array<TargetModule | TargetAlias | string>;
   rankPattern?: Record<string, number>;
   alphaPattern?: Record<string, number>;
+  dropoutPattern?: Record<string, number>;
 }
 
 export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0, targetModules: [...ALL_TARGETS] };
@@ -77,6 +80,7 @@ function patternValue(pattern: Record<string, number> | undefined, modulePath: s
 export const rankFor = (c: LoraConfig, modulePath: string): number => patternValue(c.rankPattern, modulePath) ?? c.r;
 export const alphaFor = (c: LoraConfig, modulePath: string): number =>
   patternValue(c.alphaPattern, modulePath) ?? c.alpha;
+export const dropoutFor = (c: LoraConfig, modulePath: string): number => patternValue(c.dropoutPattern, modulePath) ?? c.dropout;
 
 function checkNumber(field: string, v: unknown, ok: (x: number) => boolean, range: string): number {
   if (typeof v !== 'number' || Number.isNaN(v) || !ok(v)) {
@@ -97,6 +101,7 @@ export function makeLoraConfig(input: LoraConfigInput, model: GPT2Config): LoraC
     targetModules: [...new Set(targets)],
     rankPattern: input.rankPattern,
     alphaPattern: input.alphaPattern,
+    dropoutPattern: input.dropoutPattern,
   };
   if (input.alpha === undefined && input.r === undefined) c.alpha = DEFAULT_LORA.alpha;
   checkNumber('lora.dropout', c.dropout, (x) => x >= 0 && x < 1, 'in [0, 1)');
@@ -108,6 +113,7 @@ export function makeLoraConfig(input: LoraConfigInput, model: GPT2Config): LoraC
       const field = c.rankPattern && patternValue(c.rankPattern, path) !== undefined ? `lora.rankPattern (${path})` : 'lora.r';
       checkNumber(field, rankFor(c, path), (x) => Number.isInteger(x) && x >= 1 && x <= maxR, `an integer in [1, ${maxR}] for ${t} (its smaller dimension)`);
       checkNumber('lora.alpha', alphaFor(c, path), (x) => Number.isFinite(x) && x > 0, 'a finite number > 0');
+      checkNumber('lora.dropout', dropoutFor(c, path), (x) => x >= 0 && x < 1, 'in [0, 1)');
     }
   }
   return c;

@@ -7,7 +7,7 @@
 import * as tf from '../backend/tf';
 import { type GPT2Config, expectedTensors } from './config';
 import { LoraAdapter } from '../lora/adapter';
-import type { LoraConfig } from '../lora/config';
+import { dropoutFor, type LoraConfig } from '../lora/config';
 import { gelu, layerNorm, linear, type LoraTerm } from './ops';
 import type { NamedArrays } from './tensor';
 
@@ -182,8 +182,8 @@ export class GPT2Model {
     const layer = a && !a.merged ? a.layers.get(path) : undefined;
     let lora: LoraTerm | undefined;
     if (a && layer) {
-      const dropout = opts.training && a.config.dropout > 0;
-      const input = dropout ? (tf.dropout(x, a.config.dropout, undefined, (opts.seed ?? 0) * 1009 + salt) as tf.Tensor2D) : x;
+      const rate = opts.training ? dropoutFor(a.config, path) : 0;
+      const input = rate > 0 ? (tf.dropout(x, rate, undefined, (opts.seed ?? 0) * 1009 + salt) as tf.Tensor2D) : x;
       lora = { A: layer.A, B: layer.B, scale: layer.scale, input };
     }
     return linear(x, this.param(`${path}.weight`), this.param(`${path}.bias`), lora);

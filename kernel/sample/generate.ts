@@ -15,6 +15,8 @@ export interface SampleOptions extends SamplingParams {
   seed?: number;
   /** Use the key-value cache (default true); false recomputes the whole sequence each step. */
   useCache?: boolean;
+  /** Sampling parameters per generated token (e.g. from ChromaTune's decoding nodes); overrides the fixed ones. */
+  paramsAt?: (step: number, maxTokens: number, logits: Float32Array) => SamplingParams;
 }
 
 export type FinishReason = 'stop' | 'eos' | 'length' | 'context';
@@ -121,7 +123,7 @@ function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][
           continue;
         }
         const row = rows.subarray(i * vocab, (i + 1) * vocab);
-        const token = sampleToken(row, opts, rngs[i]);
+        const token = sampleToken(row, opts.paramsAt ? opts.paramsAt(step, maxTokens, row) : opts, rngs[i]);
         seqs[i].push(token);
         const s = samples[i];
         if (eos !== undefined && token === eos) {
