@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import { performance } from 'perf_hooks';
 import * as tf from '../kernel/backend/tf';
 import { type BackendChoice, initBackend, measureMatmulGflops } from '../kernel/backend';
-import { median } from '../kernel/backend/flops';
+import { median } from '../kernel/stats';
 import type { Batch } from '../kernel/data/batch';
 import { type GPT2Config, makeConfig } from '../kernel/model/config';
 import { GPT2Model } from '../kernel/model/gpt2';

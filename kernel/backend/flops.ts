@@ -3,6 +3,7 @@
  * Used to report what a machine can do and to sanity-check the wasm matmul kernels.
  */
 import * as tf from './tf';
+import { median } from '../stats';
 
 export interface MatmulShape {
   m?: number;
@@ -17,11 +18,6 @@ export const DEFAULT_MATMUL_SHAPES: ReadonlyArray<Required<Pick<MatmulShape, 'm'
   { m: 1024, k: 512, n: 1024 },
 ];
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((p, q) => p - q);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-}
 
 /** Median GFLOP/s over `iters` timed products (after 2 warm-up runs) of one [m,k]x[k,n] shape. */
 async function measureShape(m: number, k: number, n: number, iters: number): Promise<number> {

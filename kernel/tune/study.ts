@@ -11,7 +11,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { median } from '../backend/flops';
+import { median } from '../stats';
 import { makeRng } from '../sample/sampler';
 import { type Params, type Space, SpaceError, validateSpace } from './space';
 import type { Direction, Sampler, TrialRecord, TrialState } from './types';
