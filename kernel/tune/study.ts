@@ -15,6 +15,8 @@ import { median } from '../stats';
 import { makeRng } from '../sample/sampler';
 import { type Params, type Space, SpaceError, validateSpace } from './space';
 import type { Direction, Sampler, TrialRecord, TrialState } from './types';
+import { studyBundle } from '../display/bundles';
+import type { MimeBundle } from '../display/mime';
 
 export const STUDY_FILE_VERSION = 1;
 
@@ -251,6 +253,11 @@ export class Study {
       o.onTrial?.(rec, this);
     }
     return this;
+  }
+
+  /** The notebook view: a ranking table and the best trial. */
+  toMimeBundle(): MimeBundle {
+    return studyBundle(this);
   }
 
   close(): void {

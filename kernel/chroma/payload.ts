@@ -1,0 +1,99 @@
+/**
+ * The session as data for the JupyterLab widget and the HTML fallback: MIME type
+ * application/vnd.chromatune.v1+json, described by payload.schema.json beside this file.
+ */
+import { colourScale, type ColourScale, qualityColour } from './colour';
+import { cornerSubWeights, decodingSettings, NODE_DEFS, NODE_NAMES, trainingSettings, type AxisDef, type NodeName, type Vec3 } from './node';
+import type { ChromaSession } from './session';
+
+export const MIME_TYPE = 'application/vnd.chromatune.v1+json';
+export const PAYLOAD_VERSION = 1;
+
+export interface NodePayload {
+  name: NodeName;
+  label: string;
+  kind: 'training' | 'decoding';
+  axes: AxisDef[];
+  position: Vec3;
+  /** Sub-weights of the 8 corners, corner c = bx + 2·by + 4·bz. */
+  corners: number[];
+  /** The effective settings at this position (per group for training nodes). */
+  values: Record<string, number>;
+  quality: { mean: number; sd: number };
+  colour: string;
+  /** Unit vector toward higher quality, and how steep. */
+  improvement: Vec3;
+  slope: number;
+  field: { resolution: number; samples: Array<{ p: Vec3; mean: number; sd: number; colour: string }> };
+  /** Positions of the runs, in order: the node's history. */
+  trail: Array<{ runId: string; p: Vec3; quality: number }>;
+}
+
+export interface ChromaPayload {
+  version: number;
+  scale: ColourScale;
+  nodes: NodePayload[];
+  runs: Array<{ id: string; positions: Record<string, Vec3>; quality: number; colour: string; metrics: Record<string, number | null>; settings: Record<string, unknown> }>;
+  outputs: Array<{ id: string; runId: string; question: string; text: string; reference: string; quality: number; autoQuality: number; colour: string; rated: boolean }>;
+  inputs: Array<{ index: number; id: string | null; question: string; answer: string; quality: number; colour: string; loss: number; influence: number; isolation: number; score: number; outlier: boolean; reasons: string[] }>;
+  lossCurves: Array<{ runId: string; train: Array<[number, number]>; validation: Array<[number, number]> }>;
+}
+
+/** Effective values of one node at its position, as flat name → number pairs. */
+function nodeValues(session: ChromaSession, name: NodeName): Record<string, number> {
+  const run = session.runs.at(-1);
+  const p = session.positions;
+  switch (name) {
+    case 'learningRate': {
+      const base = run?.settings.learningRate ?? 5e-3;
+      const { groupScales } = trainingSettingsOf(session);
+      return Object.fromEntries(Object.entries(groupScales).map(([k, m]) => [k, base * m]));
+    }
+    case 'rank':
+      return trainingSettingsOf(session).lora.rankPattern;
+    case 'alpha':
+      return trainingSettingsOf(session).lora.alphaPattern;
+    case 'dropout':
+      return trainingSettingsOf(session).lora.dropoutPattern;
+    case 'temperature':
+      return { temperature: decodingSettings(p).temperature };
+    case 'topP':
+      return { topP: decodingSettings(p).topP };
+  }
+}
+
+const trainingSettingsOf = (s: ChromaSession) => trainingSettings(s.positions, s.model.config);
+
+export function sessionPayload(session: ChromaSession): ChromaPayload {
+  const nodes: NodePayload[] = NODE_NAMES.map((name) => {
+    const f = session.field(name);
+    const def = NODE_DEFS[name];
+    return {
+      name,
+      label: def.label,
+      kind: def.kind,
+      axes: def.axes,
+      position: session.positions[name],
+      corners: cornerSubWeights(session.positions[name]),
+      values: nodeValues(session, name),
+      quality: { mean: f.value.mean, sd: f.value.sd },
+      colour: qualityColour(f.value.mean),
+      improvement: f.improvement,
+      slope: f.slope,
+      field: { resolution: f.resolution, samples: f.samples.map((s) => ({ ...s, colour: qualityColour(s.mean) })) },
+      trail: session.runs.map((r) => ({ runId: r.id, p: r.positions[name], quality: r.quality })),
+    };
+  });
+  return {
+    version: PAYLOAD_VERSION,
+    scale: colourScale(),
+    nodes,
+    runs: session.runs.map((r) => ({ id: r.id, positions: r.positions, quality: r.quality, colour: r.colour, metrics: r.metrics, settings: r.settings })),
+    outputs: [...session.outputs.values()].map((o) => ({ id: o.id, runId: o.runId, question: o.question, text: o.text, reference: o.reference, quality: o.quality, autoQuality: o.autoQuality, colour: o.colour, rated: o.rating !== null })),
+    inputs: session.inputs.map((i) => ({
+      index: i.index, id: i.id ?? null, question: i.question, answer: i.answer, quality: i.quality, colour: qualityColour(i.quality),
+      loss: i.loss, influence: i.influence, isolation: i.isolation, score: i.score, outlier: i.outlier, reasons: i.reasons,
+    })),
+    lossCurves: session.runs.map((r) => ({ runId: r.id, train: r.lossCurve, validation: r.valCurve })),
+  };
+}
