@@ -70,7 +70,7 @@ function makePayload(): ChromaPayload {
     loss: outlier ? 4.2 : 1.1, influence: outlier ? -0.4 : 0.2, isolation: 0.3, score: outlier ? 3.1 : 0.2, outlier, reasons,
   });
   return {
-    version: 1, scale: colourScale(), nodes, runs, outputs,
+    version: 1, session: { id: 's1' }, scale: colourScale(), nodes, runs, outputs,
     inputs: [input(0, false, []), input(1, true, [REASON, 'pulls rated outputs away (influence -0.40)']), input(2, false, [])],
     lossCurves: runs.map((r, i) => ({
       runId: r.id,

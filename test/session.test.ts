@@ -8,7 +8,7 @@ import * as path from 'path';
 import Ajv from 'ajv';
 import { initBackend } from '../kernel/backend';
 import { GPT2Model } from '../kernel/model/gpt2';
-import { ChromaSession } from '../kernel/chroma/session';
+import { act, ChromaSession } from '../kernel/chroma/session';
 import { MIME_TYPE, sessionPayload } from '../kernel/chroma/payload';
 import { qualityColour } from '../kernel/chroma/colour';
 import { trainingSettings } from '../kernel/chroma/node';
@@ -102,5 +102,19 @@ describe('ChromaTune session', () => {
     // A broken payload is caught by the schema.
     expect(validate({ ...p, version: 2 })).toBe(false);
     expect(validate({ ...p, outputs: [{ ...p.outputs[0], quality: 3 }] })).toBe(false);
+  });
+});
+
+describe('widget actions', () => {
+  test('act() applies a rating or a move to the live session named in the payload', () => {
+    const p = sessionPayload(session);
+    const out = p.outputs[p.outputs.length - 1];
+    const returned = act(p.session.id, { kind: 'rate', output: out.id, colour: qualityColour(0) });
+    expect(returned).toBe(session);
+    expect(session.outputs.get(out.id)!.quality).toBeCloseTo(0, 2);
+    act(p.session.id, { kind: 'move', node: 'alpha', position: [0.1, 0.2, 0.3] });
+    expect(sessionPayload(session).nodes.find((n) => n.name === 'alpha')!.position).toEqual([0.1, 0.2, 0.3]);
+    expect(() => act('s999', { kind: 'move', node: 'alpha', position: [0, 0, 0] })).toThrow(/no ChromaTune session "s999" in this kernel/);
+    expect(() => act(p.session.id, { kind: 'jump' } as never)).toThrow(/unknown action .* valid kinds: rate, move/);
   });
 });

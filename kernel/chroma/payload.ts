@@ -31,6 +31,8 @@ export interface NodePayload {
 
 export interface ChromaPayload {
   version: number;
+  /** The live session's id in the kernel: what the widget names in act() calls. */
+  session: { id: string };
   scale: ColourScale;
   nodes: NodePayload[];
   runs: Array<{ id: string; positions: Record<string, Vec3>; quality: number; colour: string; metrics: Record<string, number | null>; settings: Record<string, unknown> }>;
@@ -86,6 +88,7 @@ export function sessionPayload(session: ChromaSession): ChromaPayload {
   });
   return {
     version: PAYLOAD_VERSION,
+    session: { id: session.id },
     scale: colourScale(),
     nodes,
     runs: session.runs.map((r) => ({ id: r.id, positions: r.positions, quality: r.quality, colour: r.colour, metrics: r.metrics, settings: r.settings })),

@@ -81,7 +81,13 @@ export interface SessionOptions {
 
 const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
+/** Live sessions by id, so that a widget can address the session it shows (see act()). */
+const SESSIONS = new Map<string, ChromaSession>();
+let sessionCount = 0;
+
 export class ChromaSession {
+  /** Unique within the kernel process; carried in the payload. */
+  readonly id: string;
   readonly model: GPT2Model;
   readonly tokenizer: Tokenizer;
   readonly train: QAExample[];
@@ -100,6 +106,8 @@ export class ChromaSession {
     const objective = o.objective ?? 'outputs';
     if (!RUN_OBJECTIVES.includes(objective)) throw new RangeError(`objective must be one of ${RUN_OBJECTIVES.join(', ')}, got ${JSON.stringify(objective)}`);
     this.o = o;
+    this.id = `s${++sessionCount}`;
+    SESSIONS.set(this.id, this);
     this.model = o.model;
     this.tokenizer = o.tokenizer;
     this.train = o.train;
@@ -261,4 +269,26 @@ export class ChromaSession {
   nodePositions(): NodePositions {
     return { ...this.positions };
   }
+}
+
+/** What a person does in the widget: recolour an output, or move a node. */
+export type SessionAction =
+  | { kind: 'rate'; output: string; quality?: number; colour?: string }
+  | { kind: 'move'; node: string; position: Vec3 };
+
+/**
+ * Applies a widget action to a live session and returns the session, whose display (the cell's
+ * result) carries the recomputed payload back to the widget.
+ */
+export function act(sessionId: string, action: SessionAction): ChromaSession {
+  const session = SESSIONS.get(sessionId);
+  if (!session) throw new RangeError(`no ChromaTune session "${sessionId}" in this kernel (was the kernel restarted? run the notebook's cells again); live: ${[...SESSIONS.keys()].join(', ') || '(none)'}`);
+  if (action?.kind === 'rate') {
+    const rating = action.colour ?? action.quality;
+    if (rating === undefined) throw new RangeError('a rate action needs quality (0..1) or colour');
+    session.rate(action.output, rating);
+  } else if (action?.kind === 'move') {
+    session.moveNode(action.node, action.position);
+  } else throw new RangeError(`unknown action ${JSON.stringify(action)}; valid kinds: rate, move`);
+  return session;
 }
