@@ -28,3 +28,10 @@ export { runDecode, loadDecodeConfig, resolveDecodeConfig } from './tune/decode'
 export { lScore, type LScore } from './tune/lscore';
 export { parameterImportance } from './tune/importance';
 export { renderStudyReport, writeStudyReport } from './display/studyReport';
+export { display, isDisplayable, type Displayable, type DisplayHandle, type MimeBundle } from './display/mime';
+export { liveProgress } from './display/liveProgress';
+export { ChromaSession, act, type SessionAction } from './chroma/session';
+export { sessionPayload, MIME_TYPE } from './chroma/payload';
+export { NODE_NAMES, NODE_DEFS, trainingSettings, decodingSettings } from './chroma/node';
+export { qualityColour, colourToQuality, colourScale } from './chroma/colour';
+export { scoreInputs, rankOutliers } from './chroma/inputs';
