@@ -4,19 +4,12 @@
  * colour, and the legend carried in the payload.
  */
 import chroma from 'chroma-js';
+import type { ColourScale } from '../../widget/src/payload';
 
 export const SCALE_NAME = 'viridis';
 const scale = chroma.scale(SCALE_NAME === 'viridis' ? 'Viridis' : SCALE_NAME).mode('lab').domain([0, 1]);
 
-export interface ColourScale {
-  name: string;
-  domain: [number, number];
-  /** Stops for plotly's colorscale and for CSS gradients: [position in [0,1], '#rrggbb']. */
-  stops: Array<[number, string]>;
-  /** Legend ticks: [quality, label]. */
-  ticks: Array<[number, string]>;
-  title: string;
-}
+export type { ColourScale };
 
 const clamp01 = (q: number): number => (q < 0 ? 0 : q > 1 ? 1 : q);
 

@@ -2,44 +2,16 @@
  * The session as data for the JupyterLab widget and the HTML fallback: MIME type
  * application/vnd.chromatune.v1+json, described by payload.schema.json beside this file.
  */
-import { colourScale, type ColourScale, qualityColour } from './colour';
-import { cornerSubWeights, decodingSettings, NODE_DEFS, NODE_NAMES, trainingSettings, type AxisDef, type NodeName, type Vec3 } from './node';
+import type { ChromaPayload, NodePayload } from '../../widget/src/payload';
+import { colourScale, qualityColour } from './colour';
+import { cornerSubWeights, decodingSettings, NODE_DEFS, NODE_NAMES, trainingSettings, type NodeName, type Vec3 } from './node';
 import type { ChromaSession } from './session';
 
 export const MIME_TYPE = 'application/vnd.chromatune.v1+json';
 export const PAYLOAD_VERSION = 1;
 
-export interface NodePayload {
-  name: NodeName;
-  label: string;
-  kind: 'training' | 'decoding';
-  axes: AxisDef[];
-  position: Vec3;
-  /** Sub-weights of the 8 corners, corner c = bx + 2·by + 4·bz. */
-  corners: number[];
-  /** The effective settings at this position (per group for training nodes). */
-  values: Record<string, number>;
-  quality: { mean: number; sd: number };
-  colour: string;
-  /** Unit vector toward higher quality, and how steep. */
-  improvement: Vec3;
-  slope: number;
-  field: { resolution: number; samples: Array<{ p: Vec3; mean: number; sd: number; colour: string }> };
-  /** Positions of the runs, in order: the node's history. */
-  trail: Array<{ runId: string; p: Vec3; quality: number }>;
-}
-
-export interface ChromaPayload {
-  version: number;
-  /** The live session's id in the kernel: what the widget names in act() calls. */
-  session: { id: string };
-  scale: ColourScale;
-  nodes: NodePayload[];
-  runs: Array<{ id: string; positions: Record<string, Vec3>; quality: number; colour: string; metrics: Record<string, number | null>; settings: Record<string, unknown> }>;
-  outputs: Array<{ id: string; runId: string; question: string; text: string; reference: string; quality: number; autoQuality: number; colour: string; rated: boolean }>;
-  inputs: Array<{ index: number; id: string | null; question: string; answer: string; quality: number; colour: string; loss: number; influence: number; isolation: number; score: number; outlier: boolean; reasons: string[] }>;
-  lossCurves: Array<{ runId: string; train: Array<[number, number]>; validation: Array<[number, number]> }>;
-}
+// One definition of the payload's shape, shared with the widget that renders it.
+export type { ChromaPayload, NodePayload };
 
 /** Effective values of one node at its position, as flat name → number pairs. */
 function nodeValues(session: ChromaSession, name: NodeName): Record<string, number> {
