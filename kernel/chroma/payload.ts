@@ -2,13 +2,12 @@
  * The session as data for the JupyterLab widget and the HTML fallback: MIME type
  * application/vnd.chromatune.v1+json, described by payload.schema.json beside this file.
  */
-import type { ChromaPayload, NodePayload } from '../../widget/src/payload';
+import { type ChromaPayload, MIME_TYPE, type NodePayload, PAYLOAD_VERSION } from '../../widget/src/payload';
 import { colourScale, qualityColour } from './colour';
 import { cornerSubWeights, decodingSettings, NODE_DEFS, NODE_NAMES, trainingSettings, type NodeName, type Vec3 } from './node';
 import type { ChromaSession } from './session';
 
-export const MIME_TYPE = 'application/vnd.chromatune.v1+json';
-export const PAYLOAD_VERSION = 1;
+export { MIME_TYPE, PAYLOAD_VERSION };
 
 // One definition of the payload's shape, shared with the widget that renders it.
 export type { ChromaPayload, NodePayload };
