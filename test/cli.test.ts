@@ -46,7 +46,7 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('chromatune CLI', () => {
-  test.each(['finetune', 'nyc', 'eval', 'sample', 'logprobs', 'pretrain', 'bench', 'sweep', 'decode'])('%s --help describes its options', (name) => {
+  test.each(['finetune', 'nyc', 'eval', 'sample', 'logprobs', 'pretrain', 'bench', 'sweep', 'decode', 'outliers'])('%s --help describes its options', (name) => {
     const cmd = buildProgram().commands.find((c) => c.name() === name);
     expect(cmd).toBeDefined();
     const help = cmd!.helpInformation();

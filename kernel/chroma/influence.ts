@@ -231,12 +231,14 @@ export class GradientCache {
   /** Sketches of `examples` under the current adapter weights, identified by `weightsKey`. */
   sketches(model: GPT2Model, examples: TokenizedExample[], sketch: CountSketch, weightsKey: string, onEach?: () => void): SketchedGradients {
     const keys = examples.map((ex) => `${weightsKey}|${sketch.dim}:${sketch.seed}|${ex.ids.join(',')}|${ex.weights.join('')}`);
-    const missing = [...new Set(keys.map((k, i) => (this.entries.has(k) ? -1 : i)).filter((i) => i >= 0))];
-    const fresh = sketchGradients(model, missing.map((i) => examples[i]), sketch, onEach);
-    missing.forEach((i, j) => this.entries.set(keys[i], { sketch: fresh.sketches[j], loss: fresh.losses[j] }));
-    examples.forEach((_, i) => {
-      if (!missing.includes(i)) onEach?.();
+    // First occurrence of every key not yet cached.
+    const missing = new Map<string, number>();
+    keys.forEach((k, i) => {
+      if (!this.entries.has(k) && !missing.has(k)) missing.set(k, i);
     });
+    const fresh = sketchGradients(model, [...missing.values()].map((i) => examples[i]), sketch, onEach);
+    [...missing.keys()].forEach((k, j) => this.entries.set(k, { sketch: fresh.sketches[j], loss: fresh.losses[j] }));
+    for (let i = missing.size; i < examples.length; i++) onEach?.();
     return { sketches: keys.map((k) => this.entries.get(k)!.sketch), losses: keys.map((k) => this.entries.get(k)!.loss) };
   }
 

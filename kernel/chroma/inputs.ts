@@ -2,11 +2,14 @@
  * The quality of training inputs, and the outliers among them. Four signals per example, each turned
  * into a robust z-score (median and MAD over the training set) that is positive on the bad side:
  *
- * - loss: mean NLL of its answer under the fine-tuned model (an example the model cannot fit);
+ * - misplacement: its answer is the one other questions should get. 1 - the similarity between its
+ *   question and the questions of the targets its gradient supports, each target weighted by
+ *   softmax(alignment / 0.05) over the positively weighted targets. Gradients of short answers are
+ *   dominated by the answer, so a swapped answer aligns with the reference of the fact it came from,
+ *   whose question is unlike its own;
  * - influence (./influence): low or negative when the targets asking the same question disagree with
  *   its answer, or it pushes towards poorly rated outputs;
- * - misplacement: 1 - similarity between its question and the question of the target its gradient
- *   supports most, i.e. its answer is the one some other question should get (a swapped answer);
+ * - loss: mean NLL of its answer under the fine-tuned model (an example the model cannot fit);
  * - isolation: mean cosine distance from its embedding (mean-pooled hidden states of question and
  *   answer, tune/embedding) to its k nearest neighbours, after removing the mean embedding, which
  *   every text shares and which would put every cosine near 1.
@@ -14,6 +17,9 @@
  *   score   = Σ_s weight_s · max(0, z_s) / Σ_s weight_s     (only the bad side counts)
  *   quality = exp(-score)                                     (1 when no signal is worse than typical)
  *
+ * The default weights (SIGNAL_WEIGHTS) come from `bench outliers` (answers swapped between facts of
+ * nyc-qa): misplacement found most swapped rows, influence helped a little, and loss and isolation
+ * were close to chance there, so they count little by default but still give their reasons.
  * The top `topFraction` by score are flagged as outliers, each with the reasons that made it so.
  * Influence and misplacement need targets; without them only loss and isolation count.
  */
@@ -31,7 +37,10 @@ export type Signal = 'loss' | 'influence' | 'misplacement' | 'isolation';
 export const SIGNALS: readonly Signal[] = ['loss', 'influence', 'misplacement', 'isolation'];
 
 /** Default weights of the signals in the score. */
-export const SIGNAL_WEIGHTS: Readonly<Record<Signal, number>> = { loss: 0.5, influence: 1, misplacement: 1, isolation: 0.5 };
+export const SIGNAL_WEIGHTS: Readonly<Record<Signal, number>> = { loss: 0.1, influence: 0.25, misplacement: 1, isolation: 0.1 };
+
+/** Softmax temperature over gradient alignments (cosines) in misplacement. */
+export const MISPLACEMENT_TEMPERATURE = 0.05;
 
 export interface InputScore {
   /** Position in the training list. */
@@ -43,7 +52,7 @@ export interface InputScore {
   loss: number;
   /** In [-1, 1]; 0 when there are no targets. */
   influence: number;
-  /** In [0, 1]; 0 when there are no positively weighted targets. */
+  /** In [0, 1]: 1 - question similarity to the targets it supports; 0 when no target is positively weighted. */
   misplacement: number;
   /** Mean cosine distance to the k nearest neighbours, in [0, 2]. */
   isolation: number;
@@ -152,6 +161,28 @@ export function robustZ(values: number[]): number[] {
   return values.map((x) => (!Number.isFinite(x) ? NaN : scale > 0 ? (x - m) / scale : 0));
 }
 
+/**
+ * [train] 1 - Σ_t p_it·similarity(i, t), p_i = softmax(alignment(i, ·) / temperature) over the targets
+ * with positive weight: how unlike its own question are the questions whose answers an example teaches.
+ * 0 for every example when no target has positive weight.
+ */
+export function misplacementFrom(alignment: Float32Array[], similarity: Float32Array[], weights: number[], temperature = MISPLACEMENT_TEMPERATURE): number[] {
+  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0, got ${temperature}`);
+  const positive = weights.map((w, t) => (w > 0 ? t : -1)).filter((t) => t >= 0);
+  return alignment.map((row, i) => {
+    if (positive.length === 0) return 0;
+    const top = Math.max(...positive.map((t) => row[t]));
+    let z = 0;
+    let sim = 0;
+    for (const t of positive) {
+      const e = Math.exp((row[t] - top) / temperature);
+      z += e;
+      sim += e * similarity[i][t];
+    }
+    return 1 - sim / z;
+  });
+}
+
 // ---- scoring -----------------------------------------------------------------------------------------
 
 const clip = (s: string, n = 48) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
@@ -199,9 +230,9 @@ export function scoreInputs(o: ScoreInputsOptions): InputScore[] {
   const targetQA: QAPair[] = [...(o.targets ?? []).map((t) => ({ question: t.question, answer: t.text })), ...(o.references ?? [])];
   const influence = inf ? inf.influence : train.map(() => 0);
   const supported = inf ? inf.bestTarget : train.map(() => -1);
-  const misplacement = supported.map((t, i) => (t < 0 ? 0 : 1 - inf!.similarity[i][t]));
+  const misplacement = inf ? misplacementFrom(inf.alignment, inf.similarity, inf.weights) : train.map(() => 0);
 
-  // Signals without information (no targets; every value equal) get weight 0.
+  // Signals that cannot be measured (no targets, a single example) are left out of the score.
   const active: Record<Signal, boolean> = { loss: true, isolation: train.length > 1, influence: Boolean(inf), misplacement: supported.some((t) => t >= 0) };
   const z: Record<Signal, number[]> = {
     loss: robustZ(loss),
@@ -238,7 +269,7 @@ export function scoreInputs(o: ScoreInputsOptions): InputScore[] {
     const strong = used.filter((k) => s.z[k] >= reasonZ).sort((a, b) => weights[b] * s.z[b] - weights[a] * s.z[a]);
     // Flagged on the combination alone: name its largest part.
     const main = strong.length ? strong : used.filter((k) => s.z[k] > 0).sort((a, b) => weights[b] * s.z[b] - weights[a] * s.z[a]).slice(0, 1);
-    s.reasons = main.map((k) => reasonText(k, s));
+    s.reasons = main.length ? main.map((k) => reasonText(k, s)) : ['no signal worse than typical (flagged only to fill the top fraction)'];
   }
   return scores;
 }
@@ -246,8 +277,8 @@ export function scoreInputs(o: ScoreInputsOptions): InputScore[] {
 /**
  * Steps at which to snapshot the adapter for TracIn: 1/8, 2/8 and 3/8 of the way through training.
  * Early gradients are large and point somewhere; late in training memorised examples have small, noisy
- * gradients (on nyc-qa with swapped answers, checkpoints from the first three eighths found 0.95 of
- * them with full references, the last two eighths 0.86, the final adapter alone 0.73).
+ * gradients (on nyc-qa with swapped answers and full references, influence alone found 0.68 of them
+ * with these checkpoints and 0.55 with the final adapter alone, over three seeds).
  */
 export function tracinSteps(totalSteps: number, count = 3): number[] {
   if (!Number.isInteger(totalSteps) || totalSteps < 1) throw new RangeError(`totalSteps must be an integer >= 1, got ${totalSteps}`);

@@ -19,6 +19,7 @@ import { colourToQuality, qualityColour } from './colour';
 import { fitField, type QualityField } from './field';
 import { checkNodeName, checkPosition, decodingSettings, NODE_DEFS, NODE_NAMES, type NodeName, type NodePositions, trainingSettings, type Vec3 } from './node';
 import { type InputScore, scoreInputs } from './inputs';
+import { GradientCache } from './influence';
 import { sessionBundle } from '../display/sessionView';
 import type { MimeBundle } from '../display/mime';
 
@@ -98,6 +99,8 @@ export class ChromaSession {
   readonly outputs = new Map<string, ChromaOutput>();
   inputs: InputScore[] = [];
   private fieldCache = new Map<NodeName, QualityField>();
+  /** Per-example gradients by adapter weights: re-rating outputs reuses them. */
+  private readonly gradients = new GradientCache();
   private readonly o: SessionOptions;
 
   constructor(o: SessionOptions) {
@@ -215,7 +218,10 @@ export class ChromaSession {
           const o = this.outputs.get(k)!;
           return { question: o.question, text: o.text, quality: o.quality };
         }),
+        // The evaluation questions' references are what good outputs look like: targets of quality 1.
+        references: this.evaluation,
         topFraction: this.o.outlierFraction ?? 0.1,
+        cache: this.gradients,
       });
     } finally {
       this.model.setActiveAdapter(previous);

@@ -17,6 +17,8 @@ import { progressBar } from './progress';
 import { registerDecode } from './decode';
 import { registerSweep } from './sweep';
 import { registerBenchSearch } from './benchSearch';
+import { registerOutliers } from './outliers';
+import { registerBenchOutliers } from './benchOutliers';
 import { DEFAULT_MODEL, dataOptions, list, type ModelOpts, modelOptions, num, openModel, print, stopOnInterrupt } from './common';
 
 export { DEFAULT_MODEL, stopOnInterrupt };
@@ -210,6 +212,7 @@ export function buildProgram(): Command {
 
   registerSweep(program);
   registerDecode(program);
+  registerOutliers(program);
 
   const bench = program.command('bench').description('benchmarks (print one JSON object)');
   bench
@@ -228,6 +231,7 @@ export function buildProgram(): Command {
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
     });
   registerBenchSearch(bench);
+  registerBenchOutliers(bench);
   return program;
 }
 
