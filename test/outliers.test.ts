@@ -246,6 +246,8 @@ describe('signals and combination', () => {
     expect(Math.abs(z[2] + z[3])).toBeLessThan(1e-9); // symmetric about the median 3.5
     expect(robustZ([2, 2, 2])).toEqual([0, 0, 0]);
     expect(robustZ([1, 1, 1, 1, 5])[4]).toBeGreaterThan(0); // MAD 0: mean absolute deviation instead
+    // A nearly constant signal: rounding-level differences stay small z-scores, not ~1e5.
+    expect(Math.abs(robustZ([0, 0, 0, 0, 0, 0, 0, 3e-7])[7])).toBeLessThan(1e-3);
   });
 
   test('influenceFrom weighs targets by weight and question relevance', () => {

@@ -157,8 +157,11 @@ export function robustZ(values: number[]): number[] {
   if (finite.length === 0) return values.map(() => NaN);
   const m = median(finite);
   const dev = finite.map((x) => Math.abs(x - m));
-  const scale = 1.4826 * median(dev) || 1.2533 * (dev.reduce((a, b) => a + b, 0) / dev.length);
-  return values.map((x) => (!Number.isFinite(x) ? NaN : scale > 0 ? (x - m) / scale : 0));
+  // The floor keeps a signal that is nearly constant (most values equal) from turning rounding-level
+  // differences into enormous z-scores.
+  const spread = 1.4826 * median(dev) || 1.2533 * (dev.reduce((a, b) => a + b, 0) / dev.length);
+  const scale = Math.max(spread, 0.01 * (1 + Math.abs(m)));
+  return values.map((x) => (!Number.isFinite(x) ? NaN : (x - m) / scale));
 }
 
 /**
