@@ -17,6 +17,7 @@ import type { MimeBundle } from '../kernel/display/mime';
 import { sessionBundle } from '../kernel/display/sessionView';
 import { buildWidgetPage, LABEXTENSION_DIR, launchChromium, servePage, type Browser, type PageServer } from '../widget/page/harness';
 import { byteTokenizer, qaPairs, tinyConfig } from './engine-helpers';
+import { colouredPixels } from '../widget/page/pixels';
 
 // Page code runs in the browser, where these exist; the root build has no DOM types.
 declare const document: any;
@@ -33,34 +34,6 @@ let server: PageServer;
 let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
-
-/** Pixels of a PNG (decoded by the browser itself) that are clearly coloured: not white, grey or black. */
-async function colouredPixels(png: Buffer): Promise<{ coloured: number; total: number; hues: number }> {
-  return page.evaluate(async (b64: string) => {
-    const img = new window.Image();
-    img.src = `data:image/png;base64,${b64}`;
-    await img.decode();
-    const c = document.createElement('canvas');
-    [c.width, c.height] = [img.width, img.height];
-    const g = c.getContext('2d');
-    g.drawImage(img, 0, 0);
-    const d = g.getImageData(0, 0, c.width, c.height).data;
-    let coloured = 0;
-    const hues = new Set<number>();
-    for (let i = 0; i < d.length; i += 4) {
-      const [r, gr, b] = [d[i], d[i + 1], d[i + 2]];
-      const max = Math.max(r, gr, b);
-      const min = Math.min(r, gr, b);
-      if (max - min > 48) {
-        coloured++;
-        // Hue in 30° buckets: viridis spans purple, blue, green and yellow.
-        const h = max === r ? ((gr - b) / (max - min) + 6) % 6 : max === gr ? (b - r) / (max - min) + 2 : (r - gr) / (max - min) + 4;
-        hues.add(Math.floor(h * 2));
-      }
-    }
-    return { coloured, total: d.length / 4, hues: hues.size };
-  }, png.toString('base64'));
-}
 
 beforeAll(async () => {
   if (!fs.existsSync(path.join(LABEXTENSION_DIR, 'package.json'))) {
@@ -174,7 +147,7 @@ describe('the built extension in Chromium', () => {
     // The scene's own pixels (left of the colour bar): WebGL drew the coloured field, node and trail.
     const box = (await page.locator('.ct-view .ct-scene').boundingBox())!;
     const shot = await page.screenshot({ clip: { x: box.x + 2, y: box.y + 2, width: box.width * 0.84, height: box.height - 4 } });
-    const px = await colouredPixels(shot);
+    const px = await colouredPixels(page, shot);
     console.log(`ChromaTune scene: ${px.coloured} coloured pixels of ${px.total} (${px.hues} hue buckets)`);
     fs.mkdirSync(OUT, { recursive: true });
     fs.writeFileSync(path.join(OUT, 'widget-render-scene.png'), shot);
