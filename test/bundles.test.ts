@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../widget/page/harness';
 import { colourScale, qualityColour } from '../kernel/chroma/colour';
 import { cornerSubWeights, NODE_DEFS, NODE_NAMES, type Vec3 } from '../kernel/chroma/node';
 import { MIME_TYPE, type ChromaPayload, type NodePayload } from '../kernel/chroma/payload';
@@ -22,7 +22,6 @@ import type { ProgressEvent } from '../kernel/train/finetune';
 import type { TrialRecord } from '../kernel/tune/types';
 import { byteTokenizer, qaPairs, tinyConfig } from './engine-helpers';
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUT = path.join(__dirname, '..', 'test-output');
 const XSS = '<script>window.__pwned=1</script>';
 const REASON = 'loss 4.2 nats/token, 3.1 robust SDs above the median & isolated <far>';
@@ -285,19 +284,13 @@ describe('live progress', () => {
 
 describe('session fallback in a real browser (Chromium)', () => {
   test('renders without script or requests; the cubes have size; text stays text', async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: this test loads the session fallback in a real browser. Install it with: apt-get install chromium`);
     fs.mkdirSync(OUT, { recursive: true });
     const file = path.join(OUT, 'session-fallback.html');
     // Two copies: the notebook's light page, and JupyterLab's dark theme marker on an ancestor.
     const body = sessionHtml(makePayload());
     fs.writeFileSync(file, `<!doctype html><html><head><meta charset="utf-8"><title>session</title></head><body style="margin:16px;background:#fff">${body}<div data-jp-theme-light="false" style="background:#111;padding:12px;margin-top:12px">${body}</div></body></html>`);
-    const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chromatune-chromium-'));
-    const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1000, height: 900 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'],
-    });
+    const browser = await launchChromium({ width: 1000, height: 900 });
+    const context = browser.context;
     try {
       const requests: string[] = [];
       const errors: string[] = [];
@@ -318,8 +311,7 @@ describe('session fallback in a real browser (Chromium)', () => {
       expect(errors).toEqual([]);
       expect(requests.filter((u) => !u.startsWith('file://'))).toEqual([]);
     } finally {
-      await context.close();
-      fs.rmSync(userDataDir, { recursive: true, force: true });
+      await browser.close();
     }
   });
 });

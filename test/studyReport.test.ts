@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../widget/page/harness';
 import { renderStudyReport, writeStudyReport, type StudyReportInput } from '../kernel/display/studyReport';
 import { parameterImportance } from '../kernel/tune/importance';
 import { RandomSampler } from '../kernel/tune/random';
@@ -10,7 +10,6 @@ import { categorical, cube, float, int, type Params, type Space } from '../kerne
 import { Study, TrialPruned } from '../kernel/tune/study';
 import type { TrialRecord } from '../kernel/tune/types';
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUT = path.join(__dirname, '..', 'test-output', 'study-report');
 
 /** Deterministic uniform [0,1) numbers (an LCG), independent of the library's own generators. */
@@ -216,21 +215,14 @@ describe('study report HTML', () => {
 
 describe('study report in a real browser (Chromium)', () => {
   test('escaped text stays text, nothing leaves the page, headers sort the rows, the heatmap has cells', async () => {
-    if (!fs.existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is missing at ${CHROMIUM}: this test loads the study report in a real browser. Install it with: apt-get install chromium`);
-    }
     fs.rmSync(OUT, { recursive: true, force: true });
     const study = await makeStudy(path.join(OUT, 'runs'));
     for (const t of study.trials) if (typeof t.attrs.run === 'string') fs.mkdirSync(t.attrs.run, { recursive: true });
     const file = writeStudyReport(input(study), path.join(OUT, 'report.html'));
     expect(fs.readdirSync(OUT).sort()).toEqual(['report.html', 'runs']); // no temp file left behind
 
-    const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chromatune-chromium-'));
-    const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'],
-    });
+    const browser = await launchChromium();
+    const context = browser.context;
     try {
       const requests: string[] = [];
       const errors: string[] = [];
@@ -276,8 +268,7 @@ describe('study report in a real browser (Chromium)', () => {
       expect(requests.length).toBeGreaterThan(0);
       expect(requests.filter((u) => !u.startsWith('file://'))).toEqual([]);
     } finally {
-      await context.close();
-      fs.rmSync(userDataDir, { recursive: true, force: true });
+      await browser.close();
     }
   });
 });
