@@ -4,7 +4,6 @@
  * progress display updated in place and throttled. The session fallback is also rendered in Chromium.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
 import { launchChromium } from '../widget/page/harness';
