@@ -35,3 +35,5 @@ export { sessionPayload, MIME_TYPE } from './chroma/payload';
 export { NODE_NAMES, NODE_DEFS, trainingSettings, decodingSettings } from './chroma/node';
 export { qualityColour, colourToQuality, colourScale } from './chroma/colour';
 export { scoreInputs, rankOutliers } from './chroma/inputs';
+export { Dataset, openDataset, listDatasets, tableView, maskedTokens, type MaskedTokens, type OpenOptions } from './data/dataset';
+export { RunResult, fineTuneRun, type FineTuneRunOptions, type Examples } from './run/result';
