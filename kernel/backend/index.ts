@@ -10,6 +10,7 @@
  */
 // ./tf also registers every gradient (tfjs-core's Node bundle has none), so any backend initBackend returns can train.
 import * as tf from './tf';
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { installWasmKernels } from './wasmKernels';
@@ -70,13 +71,33 @@ async function activate(name: string): Promise<void> {
   await tf.ready();
 }
 
+/**
+ * The native packages are useless without their binding, which their install script downloads. When
+ * the script did not run (npm 11 skips dependencies' scripts unless approved; offline machines) the
+ * package is present but the binding is not, and requiring it would register a hundred kernels before
+ * failing, each re-registration printing a warning. Checking the file first keeps the fallback quiet.
+ */
+function checkNativeBinding(pkg: string): void {
+  let dir: string;
+  try {
+    dir = path.dirname(require.resolve(`${pkg}/package.json`));
+  } catch {
+    throw new Error(`Cannot find module '${pkg}'`);
+  }
+  const lib = path.join(dir, 'lib');
+  const found = fs.existsSync(lib) && fs.readdirSync(lib).some((d) => d.startsWith('napi-v') && fs.existsSync(path.join(lib, d, 'tfjs_binding.node')));
+  if (!found) throw new Error(`${pkg} is installed without its native binding (its install script did not run or could not download libtensorflow)`);
+}
+
 /** Loads and activates one backend; throws with the cause when it cannot. */
 async function load(choice: BackendChoice): Promise<Omit<BackendInfo, 'reasons'>> {
   switch (choice) {
     case 'gpu':
     case 'node': {
+      const pkg = choice === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+      checkNativeBinding(pkg);
       // Both packages register the 'tensorflow' backend with the shared tfjs-core engine.
-      require(choice === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
+      require(pkg);
       await activate('tensorflow');
       return { choice, tfBackend: tf.getBackend(), simd: true, threads: nativeThreads(), matmul: 'tensorflow' };
     }
