@@ -11,6 +11,7 @@ import * as path from 'path';
 import { resultData, wireData } from '../kernel/notebook/bundle';
 import { diagnosticsContent, thrownContent } from '../kernel/notebook/errors';
 import { History } from '../kernel/notebook/history';
+import { buildKernelIfStale } from '../widget/page/jupyter';
 
 const ROOT = path.resolve(__dirname, '..');
 const PYTHON = '/usr/bin/python3';
@@ -92,35 +93,6 @@ function run(cmd: string, args: string[], opts: { cwd?: string; input?: string }
   });
 }
 
-/** Every kernel/ source whose compiled file in dist/ is missing or older. */
-function staleSources(dir = path.join(ROOT, 'kernel')): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const src = path.join(dir, e.name);
-    if (e.isDirectory()) return staleSources(src);
-    if (!e.name.endsWith('.ts') || e.name.endsWith('.d.ts')) return [];
-    const out = path.join(ROOT, 'dist', path.relative(ROOT, src)).replace(/\.ts$/, '.js');
-    return !fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(src).mtimeMs ? [src] : [];
-  });
-}
-
-/** Compiles the kernel and the library it serves (as `npm run build` does), if anything changed. */
-function buildKernel(): void {
-  if (staleSources().length === 0) return;
-  const config = path.join(prefix, 'tsconfig.kernel.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      extends: path.join(ROOT, 'tsconfig.json'),
-      compilerOptions: { typeRoots: [path.join(ROOT, 'node_modules', '@types')] },
-      files: ['kernel/notebook/main.ts', 'kernel/notebook/output.ts', 'kernel/index.ts'].map((f) => path.join(ROOT, f)),
-      include: [],
-    }),
-  );
-  // Type errors elsewhere in the tree (work in progress) do not stop the emit; a missing output does.
-  spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', config], { cwd: ROOT, stdio: 'ignore' });
-  for (const f of ['notebook/main.js', 'display/mime.js', 'index.js']) expect(fs.existsSync(path.join(ROOT, 'dist', 'kernel', f))).toBe(true);
-}
-
 async function drive(): Promise<Driven[][]> {
   const r = await run(PYTHON, [path.join(HERE, 'drive_kernel.py')], { cwd: HERE, input: JSON.stringify(BATCHES) });
   if (r.code !== 0) throw new Error(`drive_kernel.py failed:\n${r.stderr}`);
@@ -172,7 +144,7 @@ beforeAll(async () => {
   }
   prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'chromatune-kernel-'));
   env = { ...process.env, JUPYTER_PATH: path.join(prefix, 'share', 'jupyter'), JUPYTER_DATA_DIR: path.join(prefix, 'data'), PYTHONDONTWRITEBYTECODE: '1' };
-  buildKernel();
+  buildKernelIfStale(prefix);
   const installed = await run(process.execPath, [path.join(ROOT, 'scripts', 'kernel-install.js'), '--prefix', prefix]);
   expect(installed.code).toBe(0);
   const spec = JSON.parse(fs.readFileSync(path.join(prefix, 'share', 'jupyter', 'kernels', 'chromatune', 'kernel.json'), 'utf8'));

@@ -10,6 +10,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { buildKernelIfStale } from '../widget/page/jupyter';
 
 const ROOT = path.resolve(__dirname, '..');
 const PYTHON = '/usr/bin/python3';
@@ -70,35 +71,6 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): 
   });
 }
 
-/** Every kernel/ source whose compiled file in dist/ is missing or older. */
-function staleSources(dir = path.join(ROOT, 'kernel')): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const src = path.join(dir, e.name);
-    if (e.isDirectory()) return staleSources(src);
-    if (!e.name.endsWith('.ts') || e.name.endsWith('.d.ts')) return [];
-    const out = path.join(ROOT, 'dist', path.relative(ROOT, src)).replace(/\.ts$/, '.js');
-    return !fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(src).mtimeMs ? [src] : [];
-  });
-}
-
-/** The notebooks import the built library (dist/): rebuilt as `npm run build` does when a source is newer. */
-function buildLibrary(prefix: string): void {
-  if (staleSources().length === 0) return;
-  const config = path.join(prefix, 'tsconfig.notebooks.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      extends: path.join(ROOT, 'tsconfig.json'),
-      compilerOptions: { typeRoots: [path.join(ROOT, 'node_modules', '@types')] },
-      files: ['kernel/notebook/main.ts', 'kernel/index.ts'].map((f) => path.join(ROOT, f)),
-      include: [],
-    }),
-  );
-  // Type errors elsewhere in the tree do not stop the emit; a missing output does.
-  spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', config], { cwd: ROOT, stdio: 'ignore' });
-  for (const f of ['notebook/main.js', 'index.js', 'data/dataset.js', 'run/result.js']) expect(fs.existsSync(path.join(ROOT, 'dist', 'kernel', f))).toBe(true);
-}
-
 /** Runs tasks `width` at a time, in order; each result settles on its own. */
 function pool<T>(tasks: Array<() => Promise<T>>, width: number): Array<Promise<T>> {
   const slots = tasks.map(() => {
@@ -157,7 +129,7 @@ describe('notebooks executed in quick mode', () => {
       PYTHONDONTWRITEBYTECODE: '1',
       CHROMATUNE_QUICK: '1',
     };
-    buildLibrary(prefix);
+    buildKernelIfStale(prefix);
     const installed = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'kernel-install.js'), '--prefix', prefix], { encoding: 'utf8' });
     expect(installed.status).toBe(0);
     // Under the project, so that `import ... from 'chromatune'` resolves as it does for notebooks/.
