@@ -4,12 +4,16 @@
  * small shared pieces the other notebook views build on: the themed container, number formatting
  * and quality chips.
  */
+import * as path from 'path';
 import type { QAExample } from '../data/example';
 import type { JobSummary } from '../run/job';
 import type { ParamValue } from '../tune/space';
 import type { Direction, TrialRecord } from '../tune/types';
 import { escapeHtml as e } from './html';
 import type { MimeBundle } from './mime';
+
+/** A path as the reader's working folder sees it (summaries store absolute paths). */
+const shownPath = (p: string): string => (path.isAbsolute(p) ? path.relative(process.cwd(), p) || '.' : p);
 
 /** Every view's root carries this class; all its CSS is scoped under it. */
 export const ROOT_CLASS = 'chromatune';
@@ -178,11 +182,11 @@ export function runBundle(s: JobSummary): MimeBundle {
   const html = themedBlock(
     'ct-run',
     '',
-    `<div class="ct-title">${e(s.title)}</div><div class="ct-sub">run <code>${e(s.run)}</code> · ${e(s.method)} on <code>${e(s.model)}</code> · ${e(status)}</div>` +
+    `<div class="ct-title">${e(s.title)}</div><div class="ct-sub">run <code>${e(s.run)}</code> · ${e(s.method)} on <code>${e(shownPath(s.model))}</code> · ${e(status)}</div>` +
       `<div class="ct-note">${facts.map(([k, v]) => `${e(k)} <b>${e(v)}</b>`).join(' · ')}</div>${table}`,
   );
   const text = [
-    `${s.title}: run ${s.run} (${s.method} on ${s.model}, ${status})`,
+    `${s.title}: run ${s.run} (${s.method} on ${shownPath(s.model)}, ${status})`,
     facts.map(([k, v]) => `${k} ${v}`).join(', '),
     ...splits.map(([split, m]) => `  ${split} (${m.base.examples}): perplexity ${fmtNum(m.base.perplexity)} → ${fmtNum(m.finetuned.perplexity)}, token F1 ${pct(m.base.tokenF1)}% → ${pct(m.finetuned.tokenF1)}%`),
   ].join('\n');
