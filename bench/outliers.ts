@@ -14,12 +14,11 @@ import * as tf from '../kernel/backend/tf';
 import { type BackendChoice, initBackend } from '../kernel/backend';
 import { loadExamples } from '../kernel/data/load';
 import type { QAExample } from '../kernel/data/example';
-import { tokenizeExample } from '../kernel/data/tokenize';
 import { loadModel } from '../kernel/model/io';
 import { finetune, type ProgressEvent } from '../kernel/train/finetune';
 import { projectPath } from '../kernel/paths';
-import { type AdapterWeights, GradientCache, snapshotAdapter } from '../kernel/chroma/influence';
-import { exampleLosses, type InputScore, rankOutliers, scoreInputs, SIGNALS, type Signal, tracinSteps } from '../kernel/chroma/inputs';
+import { GradientCache } from '../kernel/chroma/influence';
+import { type InputScore, rankOutliers, scoreInputs, SIGNALS, type Signal, tracinCheckpoints } from '../kernel/chroma/inputs';
 
 export interface OutlierBenchOptions {
   epochs?: number;
@@ -132,39 +131,33 @@ export async function runOutlierBench(o: OutlierBenchOptions = {}) {
 
     // Fine-tune as the main job does (rank 32, alpha 32, lr 5e-3, batch 16), for fewer epochs.
     const training = { epochs, batchSize: 16, learningRate: 5e-3, warmupSteps: 10, lora: { r: 32, alpha: 32, dropout: 0.1 }, seed };
-    const totalSteps = epochs * Math.ceil(train.length / training.batchSize);
-    const wanted = tracinSteps(totalSteps);
-    const checkpoints: AdapterWeights[] = [];
+    const tracin = tracinCheckpoints(model);
     const t0 = performance.now();
     const result = await finetune({
       model, tokenizer, train, ...training,
       onProgress: (e) => {
-        if (e.kind === 'step' && wanted.includes(e.step)) checkpoints.push(snapshotAdapter(model));
+        tracin.onProgress(e);
         o.onProgress?.(e);
       },
     });
     const trainSeconds = (performance.now() - t0) / 1000;
     result.client.dispose();
-    log(`fine-tuned ${result.steps} steps in ${trainSeconds.toFixed(0)} s; TracIn checkpoints at steps ${wanted.join(', ')}`);
+    log(`fine-tuned ${result.steps} steps in ${trainSeconds.toFixed(0)} s; TracIn checkpoints at steps ${tracin.steps.join(', ')}`);
 
     const n = train.length;
     const k = Math.ceil(topFraction * n);
-    // Baseline: per-example loss under the fine-tuned model, nothing else.
-    const loss = exampleLosses(model, train.map((ex) => tokenizeExample(tokenizer, ex, model.config.n_positions + 1)));
-    const baseline = recallAt(rankBy(loss), corrupted, k);
-
     const cache = new GradientCache();
     const configs: Record<string, QAExample[]> = { validation, 'validation+test': [...validation, ...test] };
     const results: Record<string, ReferenceSetResult> = {};
     const byConfig: Record<string, InputScore[]> = {};
+    const partner = new Map(pairs.flatMap(([i, j]) => [[i, j], [j, i]] as Array<[number, number]>));
     for (const [name, references] of Object.entries(configs)) {
       const t1 = performance.now();
-      const scores = scoreInputs({ model, tokenizer, train, references, checkpoints, topFraction, cache });
+      const scores = scoreInputs({ model, tokenizer, train, references, checkpoints: tracin.checkpoints, topFraction, cache });
       const seconds = (performance.now() - t1) / 1000;
       byConfig[name] = scores;
       const covered = new Set(references.map((r) => r.id?.replace(/-q\d+$/, '')));
       const coveredRows = corrupted.filter((i) => covered.has(labels[i].fact_id));
-      const partner = new Map(pairs.flatMap(([i, j]) => [[i, j], [j, i]] as Array<[number, number]>));
       const reachable = corrupted.filter((i) => covered.has(labels[i].fact_id) || covered.has(labels[partner.get(i)!].fact_id));
       const ranking = rankOutliers(scores).map((s) => s.index);
       const signalRecall = Object.fromEntries(SIGNALS.map((s) => [s, recallAt(rankBy(scores.map((x) => x.z[s])), corrupted, k)])) as Record<Signal, number>;
@@ -179,6 +172,8 @@ export async function runOutlierBench(o: OutlierBenchOptions = {}) {
       };
       log(`${name}: recall ${results[name].recall.toFixed(2)} in ${seconds.toFixed(0)} s`);
     }
+    // Baseline: per-example loss under the fine-tuned model, nothing else (the loss every scoring reports).
+    const baseline = recallAt(rankBy(byConfig.validation.map((s) => s.loss)), corrupted, k);
     const flagged = (name: string) =>
       rankOutliers(byConfig[name]).slice(0, k).map((s) => ({ index: s.index, id: s.id, corrupted: corrupted.includes(s.index), question: s.question, answer: s.answer, reasons: s.reasons }));
     return {
@@ -190,7 +185,7 @@ export async function runOutlierBench(o: OutlierBenchOptions = {}) {
         corrupted_rows: corrupted.length,
         flagged: k,
         ...training,
-        tracin_checkpoint_steps: wanted,
+        tracin_checkpoint_steps: tracin.steps,
         total_steps: result.steps,
       },
       baseline_loss_only_recall: baseline,

@@ -134,12 +134,14 @@ export async function runSearchBench(opts: SearchBenchOptions = {}) {
     results[name] = {};
     samplerOptions[name] = {};
     for (const s of samplers) {
+      // Samplers keep no state between trials, so one serves every seed.
+      const sampler = samplerFor(s, fn, trials);
       const t0 = performance.now();
       const regrets: number[] = [];
-      for (let seed = 0; seed < seeds; seed++) regrets.push(await regretOf(fn, samplerFor(s, fn, trials), trials, seed));
-      results[name][s] = summarise(regrets, (performance.now() - t0) / 1000);
-      samplerOptions[name][s] = samplerFor(s, fn, trials).options;
-      const r = results[name][s];
+      for (let seed = 0; seed < seeds; seed++) regrets.push(await regretOf(fn, sampler, trials, seed));
+      const r = summarise(regrets, (performance.now() - t0) / 1000);
+      results[name][s] = r;
+      samplerOptions[name][s] = sampler.options;
       opts.log?.(`${name} ${s}: median regret ${r.median.toPrecision(3)} (q1 ${r.q1.toPrecision(3)}, q3 ${r.q3.toPrecision(3)}), ${r.seconds.toFixed(1)} s`);
     }
   }

@@ -6,7 +6,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
-import { launchChromium } from '../widget/page/harness';
 import { colourScale, qualityColour } from '../kernel/chroma/colour';
 import { cornerSubWeights, NODE_DEFS, NODE_NAMES, type Vec3 } from '../kernel/chroma/node';
 import { MIME_TYPE, type ChromaPayload, type NodePayload } from '../kernel/chroma/payload';
@@ -19,6 +18,7 @@ import { payloadBundle, sessionBundle, sessionHtml, sessionText } from '../kerne
 import type { JobSummary } from '../kernel/run/job';
 import type { ProgressEvent } from '../kernel/train/finetune';
 import type { TrialRecord } from '../kernel/tune/types';
+import { openTrackedPage } from './browser-helpers';
 import { byteTokenizer, qaPairs, tinyConfig } from './engine-helpers';
 
 const OUT = path.join(__dirname, '..', 'test-output');
@@ -288,14 +288,8 @@ describe('session fallback in a real browser (Chromium)', () => {
     // Two copies: the notebook's light page, and JupyterLab's dark theme marker on an ancestor.
     const body = sessionHtml(makePayload());
     fs.writeFileSync(file, `<!doctype html><html><head><meta charset="utf-8"><title>session</title></head><body style="margin:16px;background:#fff">${body}<div data-jp-theme-light="false" style="background:#111;padding:12px;margin-top:12px">${body}</div></body></html>`);
-    const browser = await launchChromium({ width: 1000, height: 900 });
-    const context = browser.context;
+    const { browser, page, requests, errors } = await openTrackedPage({ viewport: { width: 1000, height: 900 } });
     try {
-      const requests: string[] = [];
-      const errors: string[] = [];
-      context.on('request', (r) => requests.push(r.url()));
-      const page = context.pages()[0] ?? (await context.newPage());
-      page.on('pageerror', (err) => errors.push(err.message));
       await page.goto(pathToFileURL(file).href);
       expect(await page.evaluate('document.scripts.length')).toBe(0);
       expect(await page.evaluate('window.__pwned')).toBeUndefined();

@@ -4,17 +4,14 @@
  * `jupyter nbconvert --execute --allow-errors`. Jupyter comes from Debian (see .ci/run). The kernel runs
  * from dist/, rebuilt here when a source is newer; the three kernels run side by side.
  */
-import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { resultData, wireData } from '../kernel/notebook/bundle';
 import { diagnosticsContent, thrownContent } from '../kernel/notebook/errors';
 import { History } from '../kernel/notebook/history';
-import { buildKernelIfStale } from '../widget/page/jupyter';
+import { kernelPrefix, requireJupyter, runPython, type Ran } from '../widget/page/jupyter';
 
 const ROOT = path.resolve(__dirname, '..');
-const PYTHON = '/usr/bin/python3';
 const HERE = path.join(ROOT, 'test', 'kernel');
 
 /** A request as drive_kernel.py sends it; a batch is sent at once, as a frontend's "run all" does. */
@@ -29,12 +26,6 @@ interface Driven {
 }
 
 type Output = Record<string, any>;
-
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 const BATCHES: Request[][] = [
   // 0: stop_on_error (the default): the request queued behind a failure is aborted.
@@ -80,21 +71,8 @@ let checks: Promise<Ran>;
 let driven: Promise<Driven[][]>;
 let executed: Promise<{ outputs: Output[][]; counts: (number | null)[] }>;
 
-function run(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(opts.input ?? '');
-  });
-}
-
 async function drive(): Promise<Driven[][]> {
-  const r = await run(PYTHON, [path.join(HERE, 'drive_kernel.py')], { cwd: HERE, input: JSON.stringify(BATCHES) });
+  const r = await runPython([path.join(HERE, 'drive_kernel.py')], { cwd: HERE, env, input: JSON.stringify(BATCHES) });
   if (r.code !== 0) throw new Error(`drive_kernel.py failed:\n${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -119,7 +97,7 @@ async function executeNotebook(): Promise<{ outputs: Output[][]; counts: (number
     };
     fs.writeFileSync(path.join(dir, 'cells.ipynb'), JSON.stringify(nb));
     const args = ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--allow-errors', '--output', 'executed.ipynb', 'cells.ipynb'];
-    const r = await run(PYTHON, args, { cwd: dir });
+    const r = await runPython(args, { cwd: dir, env });
     if (r.code !== 0) throw new Error(`nbconvert failed:\n${r.stderr}`);
     const cells: { outputs: Output[]; execution_count: number | null }[] = JSON.parse(fs.readFileSync(path.join(dir, 'executed.ipynb'), 'utf8')).cells;
     return { outputs: cells.map((c) => c.outputs.map(joined)), counts: cells.map((c) => c.execution_count) };
@@ -135,22 +113,16 @@ function started<T>(p: Promise<T>): Promise<T> {
 }
 
 beforeAll(async () => {
-  const missing = spawnSync(PYTHON, ['-c', 'import jupyter_kernel_test, nbconvert, jupyter_client'], { stdio: 'ignore' }).status !== 0;
-  if (missing) {
-    throw new Error(
-      `Jupyter is missing for ${PYTHON}: these tests run the notebook kernel for real. Install it with: apt-get install ` +
-        'jupyter-notebook jupyter-nbconvert python3-nbconvert jupyter-client jupyter-server python3-ipykernel python3-jupyter-kernel-test',
-    );
-  }
-  prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'chromatune-kernel-'));
-  env = { ...process.env, JUPYTER_PATH: path.join(prefix, 'share', 'jupyter'), JUPYTER_DATA_DIR: path.join(prefix, 'data'), PYTHONDONTWRITEBYTECODE: '1' };
-  buildKernelIfStale(prefix);
-  const installed = await run(process.execPath, [path.join(ROOT, 'scripts', 'kernel-install.js'), '--prefix', prefix]);
-  expect(installed.code).toBe(0);
+  requireJupyter(
+    ['jupyter_kernel_test', 'nbconvert', 'jupyter_client'],
+    'these tests run the notebook kernel for real',
+    ['jupyter-notebook', 'jupyter-nbconvert', 'python3-nbconvert', 'jupyter-client', 'jupyter-server', 'python3-ipykernel', 'python3-jupyter-kernel-test'],
+  );
+  ({ dir: prefix, env } = kernelPrefix('kernel'));
   const spec = JSON.parse(fs.readFileSync(path.join(prefix, 'share', 'jupyter', 'kernels', 'chromatune', 'kernel.json'), 'utf8'));
   expect(spec.argv).toEqual([process.execPath, path.join(ROOT, 'dist', 'kernel', 'notebook', 'main.js'), '{connection_file}']);
   expect(spec.language).toBe('typescript');
-  checks = started(run(PYTHON, ['-m', 'unittest', '-v', 'test_chromatune_kernel'], { cwd: HERE }));
+  checks = started(runPython(['-m', 'unittest', '-v', 'test_chromatune_kernel'], { cwd: HERE, env }));
   driven = started(drive());
   executed = started(executeNotebook());
 }, 180_000);

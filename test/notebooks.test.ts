@@ -6,14 +6,11 @@
  * unless its source starts with `// no output`. The committed notebooks are checked as they are too:
  * executed, without errors, on the chromatune kernel, with the QUICK switch in their first code cell.
  */
-import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { buildKernelIfStale } from '../widget/page/jupyter';
+import { kernelPrefix, requireJupyter, runPython } from '../widget/page/jupyter';
 
 const ROOT = path.resolve(__dirname, '..');
-const PYTHON = '/usr/bin/python3';
 const NOTEBOOKS = path.join(ROOT, 'notebooks');
 const NAMES = fs.readdirSync(NOTEBOOKS).filter((f) => f.endsWith('.ipynb')).sort();
 /** A code cell that legitimately shows nothing says so in its first line. */
@@ -52,23 +49,6 @@ function problems(nb: Notebook): string[] {
     if ((c.outputs ?? []).length === 0 && !NO_OUTPUT.test(src)) out.push(`${where}: no output`);
   });
   return out;
-}
-
-interface Ran {
-  code: number | null;
-  stderr: string;
-  seconds: number;
-}
-
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Ran> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stderr, seconds: (Date.now() - t0) / 1000 }));
-  });
 }
 
 /** Runs tasks `width` at a time, in order; each result settles on its own. */
@@ -117,28 +97,17 @@ describe('notebooks executed in quick mode', () => {
   let executed: Map<string, Promise<{ nb: Notebook; seconds: number }>>;
 
   beforeAll(async () => {
-    const missing = spawnSync(PYTHON, ['-c', 'import nbconvert, jupyter_client'], { stdio: 'ignore' }).status !== 0;
-    if (missing) {
-      throw new Error(`Jupyter is missing for ${PYTHON}: these tests execute the notebooks for real. Install it with: apt-get install jupyter-notebook jupyter-nbconvert python3-nbconvert jupyter-client`);
-    }
-    prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'chromatune-notebooks-'));
-    const env = {
-      ...process.env,
-      JUPYTER_PATH: path.join(prefix, 'share', 'jupyter'),
-      JUPYTER_DATA_DIR: path.join(prefix, 'data'),
-      PYTHONDONTWRITEBYTECODE: '1',
-      CHROMATUNE_QUICK: '1',
-    };
-    buildKernelIfStale(prefix);
-    const installed = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'kernel-install.js'), '--prefix', prefix], { encoding: 'utf8' });
-    expect(installed.status).toBe(0);
+    requireJupyter(['nbconvert', 'jupyter_client'], 'these tests execute the notebooks for real', ['jupyter-notebook', 'jupyter-nbconvert', 'python3-nbconvert', 'jupyter-client']);
+    const kernel = kernelPrefix('notebooks');
+    prefix = kernel.dir;
+    const env = { ...kernel.env, CHROMATUNE_QUICK: '1' };
     // Under the project, so that `import ... from 'chromatune'` resolves as it does for notebooks/.
     fs.mkdirSync(path.join(ROOT, 'test-output'), { recursive: true });
     work = fs.mkdtempSync(path.join(ROOT, 'test-output', 'notebooks-'));
     for (const name of NAMES) fs.copyFileSync(path.join(NOTEBOOKS, name), path.join(work, name));
     const tasks = NAMES.map((name) => async () => {
       const args = ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--allow-errors', `--ExecutePreprocessor.timeout=${NOTEBOOK_TIMEOUT_S}`, '--output-dir', path.join(work, 'executed'), name];
-      const r = await run(PYTHON, args, work, env);
+      const r = await runPython(args, { cwd: work, env });
       if (r.code !== 0) throw new Error(`nbconvert failed on ${name}:\n${r.stderr.slice(-3000)}`);
       return { nb: readNotebook(path.join(work, 'executed', name)), seconds: r.seconds };
     });

@@ -25,7 +25,7 @@ import {
   targetWeight,
   withAdapterWeights,
 } from '../kernel/chroma/influence';
-import { isolationScores, misplacementFrom, rankOutliers, robustZ, scoreInputs, tracinSteps } from '../kernel/chroma/inputs';
+import { isolationScores, misplacementFrom, rankOutliers, robustZ, scoreInputs, tracinCheckpoints, tracinSteps } from '../kernel/chroma/inputs';
 import { byteTokenizer, maxAbsDiff, prng, qaBatch, tinyConfig } from './engine-helpers';
 
 beforeAll(async () => {
@@ -151,16 +151,16 @@ describe('influence and outliers on a tiny task with one wrong label', () => {
   const appleRef = { question: 'What colour is apple 9?', answer: 'red' };
   const skyRef = { question: 'What colour is sky 9?', answer: 'blue' };
   let model: GPT2Model;
-  const checkpoints: AdapterWeights[] = [];
+  let checkpoints: AdapterWeights[] = [];
   const cache = new GradientCache();
 
   beforeAll(async () => {
     model = GPT2Model.random(cfg, 1);
+    const tracin = tracinCheckpoints(model);
+    checkpoints = tracin.checkpoints;
     const r = await finetune({
       model, tokenizer: tok, train, epochs: 30, batchSize: 4, learningRate: 1e-2, lora: { r: 4, alpha: 8 }, seed: 0,
-      onProgress: (e) => {
-        if (e.kind === 'step' && tracinSteps(e.totalSteps).includes(e.step)) checkpoints.push(snapshotAdapter(model));
-      },
+      onProgress: tracin.onProgress,
     });
     r.client.dispose();
   });

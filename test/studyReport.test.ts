@@ -2,13 +2,13 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
-import { launchChromium } from '../widget/page/harness';
 import { renderStudyReport, writeStudyReport, type StudyReportInput } from '../kernel/display/studyReport';
 import { parameterImportance } from '../kernel/tune/importance';
 import { RandomSampler } from '../kernel/tune/random';
 import { categorical, cube, float, int, type Params, type Space } from '../kernel/tune/space';
 import { Study, TrialPruned } from '../kernel/tune/study';
 import type { TrialRecord } from '../kernel/tune/types';
+import { openTrackedPage } from './browser-helpers';
 
 const OUT = path.join(__dirname, '..', 'test-output', 'study-report');
 
@@ -221,15 +221,8 @@ describe('study report in a real browser (Chromium)', () => {
     const file = writeStudyReport(input(study), path.join(OUT, 'report.html'));
     expect(fs.readdirSync(OUT).sort()).toEqual(['report.html', 'runs']); // no temp file left behind
 
-    const browser = await launchChromium();
-    const context = browser.context;
+    const { browser, page, requests, errors } = await openTrackedPage({ consoleErrors: true });
     try {
-      const requests: string[] = [];
-      const errors: string[] = [];
-      context.on('request', (r) => requests.push(r.url()));
-      const page = context.pages()[0] ?? (await context.newPage());
-      page.on('pageerror', (err) => errors.push(err.message));
-      page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
       await page.goto(pathToFileURL(file).href);
 
       // Hostile responses and errors appear as visible text and never run.

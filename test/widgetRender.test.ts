@@ -15,9 +15,9 @@ import { ChromaSession } from '../kernel/chroma/session';
 import { GPT2Model } from '../kernel/model/gpt2';
 import type { MimeBundle } from '../kernel/display/mime';
 import { sessionBundle } from '../kernel/display/sessionView';
-import { buildWidgetPage, LABEXTENSION_DIR, launchChromium, servePage, type Browser, type PageServer } from '../widget/page/harness';
+import { buildWidgetPage, launchChromium, openPage, requireBuiltExtension, servePage, type Browser, type PageServer } from '../widget/page/harness';
 import { byteTokenizer, qaPairs, tinyConfig } from './engine-helpers';
-import { colouredPixels } from '../widget/page/pixels';
+import { colouredPixels, sceneScreenshot } from '../widget/page/pixels';
 
 // Page code runs in the browser, where these exist; the root build has no DOM types.
 declare const document: any;
@@ -36,9 +36,7 @@ let page: Page;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!fs.existsSync(path.join(LABEXTENSION_DIR, 'package.json'))) {
-    throw new Error(`the built extension is missing at ${LABEXTENSION_DIR}: run \`npm run build:widget\` (npm ci runs it through prepare)`);
-  }
+  requireBuiltExtension();
   // A real session on a tiny model: one run, judged inputs, one rated output.
   await initBackend('wasm');
   const options = {
@@ -66,8 +64,7 @@ beforeAll(async () => {
   await buildWidgetPage(PAGE_DIR);
   server = await servePage(PAGE_DIR);
   browser = await launchChromium();
-  page = browser.context.pages()[0] ?? (await browser.context.newPage());
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page = await openPage(browser, pageErrors);
   await page.goto(`${server.url}/`);
   await page.evaluate(async (ext: string) => {
     const P = window.chromaPage;
@@ -145,8 +142,7 @@ describe('the built extension in Chromium', () => {
     await page.waitForFunction(() => document.querySelector('.ct-view .ct-scene').layout.uirevision === 'rank', undefined, { timeout: 20000 });
     await page.waitForTimeout(1500);
     // The scene's own pixels (left of the colour bar): WebGL drew the coloured field, node and trail.
-    const box = (await page.locator('.ct-view .ct-scene').boundingBox())!;
-    const shot = await page.screenshot({ clip: { x: box.x + 2, y: box.y + 2, width: box.width * 0.84, height: box.height - 4 } });
+    const shot = await sceneScreenshot(page);
     const px = await colouredPixels(page, shot);
     console.log(`ChromaTune scene: ${px.coloured} coloured pixels of ${px.total} (${px.hues} hue buckets)`);
     fs.mkdirSync(OUT, { recursive: true });

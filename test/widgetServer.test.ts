@@ -8,12 +8,11 @@
  * the node's colour and the inputs, and that the kernel's session holds the rating.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import type { Page } from 'playwright-core';
-import { buildWidgetPage, CHROMIUM, LABEXTENSION_DIR, launchChromium, ROOT_DIR, servePage, type Browser, type PageServer } from '../widget/page/harness';
-import { buildKernelIfStale, installKernelSpec, requireJupyterServer, startJupyterServer, type JupyterServer } from '../widget/page/jupyter';
-import { colouredPixels } from '../widget/page/pixels';
+import { buildWidgetPage, launchChromium, openPage, requireBuiltExtension, requireChromium, ROOT_DIR, servePage, type Browser, type PageServer } from '../widget/page/harness';
+import { kernelPrefix, requireJupyterServer, startJupyterServer, type JupyterServer } from '../widget/page/jupyter';
+import { colouredPixels, sceneScreenshot } from '../widget/page/pixels';
 
 // Page code runs in the browser, where these exist; the root build has no DOM types.
 declare const document: any;
@@ -96,8 +95,7 @@ const viewState = (): Promise<ViewState> =>
  * and the scene's own pixels (left of the colour bar), whose coloured pixels are counted.
  */
 async function screenshots(name: string) {
-  const box = (await page.locator('.ct-view .ct-scene').boundingBox())!;
-  const shot = await page.screenshot({ clip: { x: box.x + 2, y: box.y + 2, width: box.width * 0.84, height: box.height - 4 } });
+  const shot = await sceneScreenshot(page);
   fs.writeFileSync(path.join(OUT, `${name}-scene.png`), shot);
   await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true });
   await page.locator('.ct-view .ct-outliers').screenshot({ path: path.join(OUT, `${name}-outliers.png`) });
@@ -121,23 +119,19 @@ const cellText = (outputs: any[]) => outputs.map((o) => o.text ?? o.traceback?.j
 beforeAll(async () => {
   // Fail, never skip: CI installs both (.ci/run).
   requireJupyterServer();
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: this test runs the widget in a real browser. Install it with: apt-get install chromium`);
-  if (!fs.existsSync(path.join(LABEXTENSION_DIR, 'package.json'))) {
-    throw new Error(`the built extension is missing at ${LABEXTENSION_DIR}: run \`npm run build:widget\` (npm ci runs it through prepare)`);
-  }
-  prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'chromatune-widget-server-'));
-  buildKernelIfStale(prefix);
-  const jupyterPath = installKernelSpec(prefix);
+  requireChromium();
+  requireBuiltExtension();
+  const kernel = kernelPrefix('widget-server');
+  prefix = kernel.dir;
   // Under the project, as notebooks are: the kernel resolves 'chromatune' from its folder upward.
   fs.mkdirSync(OUT, { recursive: true });
   rootDir = fs.mkdtempSync(path.join(OUT, 'widget-server-root-'));
 
   await buildWidgetPage(PAGE_DIR);
   server = await servePage(PAGE_DIR);
-  jupyter = await startJupyterServer({ jupyterPath: [jupyterPath], rootDir, allowOrigin: server.url });
+  jupyter = await startJupyterServer({ jupyterPath: [kernel.jupyterPath], rootDir, allowOrigin: server.url });
   browser = await launchChromium();
-  page = browser.context.pages()[0] ?? (await browser.context.newPage());
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page = await openPage(browser, pageErrors);
   await page.goto(`${server.url}/`);
 
   // The page connects as JupyterLab does: a session for a notebook path, its kernel in the panel's session context.

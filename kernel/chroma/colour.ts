@@ -7,7 +7,7 @@ import chroma from 'chroma-js';
 import type { ColourScale } from '../../widget/src/payload';
 
 export const SCALE_NAME = 'viridis';
-const scale = chroma.scale(SCALE_NAME === 'viridis' ? 'Viridis' : SCALE_NAME).mode('lab').domain([0, 1]);
+const scale = chroma.scale('Viridis').mode('lab').domain([0, 1]);
 
 export type { ColourScale };
 

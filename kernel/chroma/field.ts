@@ -33,7 +33,7 @@ const PRIOR: Omit<FieldSample, 'p'> = { mean: 0.5, sd: 0.5 };
 const clamp01 = (q: number): number => (q < 0 ? 0 : q > 1 ? 1 : q);
 
 /** Predicts quality (mean, sd) at p, undoing the standardisation of the fit. */
-type Predictor = (p: Vec3) => Omit<FieldSample, 'p'>;
+export type Predictor = (p: Vec3) => Omit<FieldSample, 'p'>;
 
 function predictor(points: Vec3[], qualities: number[], seed: number): Predictor {
   if (points.length === 0) return () => PRIOR;
@@ -53,8 +53,20 @@ function predictor(points: Vec3[], qualities: number[], seed: number): Predictor
   };
 }
 
-/** Fits the field from (position, quality) pairs of runs and evaluates it at the node and on a grid. */
-export function fitField(points: Vec3[], qualities: number[], at: Vec3, o: { resolution?: number; seed?: number } = {}): QualityField {
+/**
+ * The field fitted from (position, quality) pairs of runs, before it is read at a node: the grid
+ * samples and the predictor. Moving a node reads the same fit at another position (fieldAt); only
+ * new runs or new qualities need a new fit.
+ */
+export interface FittedField {
+  runs: number;
+  resolution: number;
+  samples: FieldSample[];
+  predict: Predictor;
+}
+
+/** Fits the field from (position, quality) pairs of runs and evaluates it on a grid. */
+export function fitQuality(points: Vec3[], qualities: number[], o: { resolution?: number; seed?: number } = {}): FittedField {
   if (points.length !== qualities.length) throw new RangeError(`fitField: ${points.length} positions but ${qualities.length} qualities`);
   qualities.forEach((q, i) => {
     if (!(q >= 0 && q <= 1)) throw new RangeError(`fitField: quality of run ${i} must be in [0, 1], got ${q}`);
@@ -70,6 +82,12 @@ export function fitField(points: Vec3[], qualities: number[], at: Vec3, o: { res
       }
     }
   }
+  return { runs: points.length, resolution: res, samples, predict: f };
+}
+
+/** A fitted field read at the node's position `at`: its value there and the direction of improvement. */
+export function fieldAt(fit: FittedField, at: Vec3): QualityField {
+  const f = fit.predict;
   // Central differences, one-sided at the cube's faces.
   const h = 0.02;
   const grad = [0, 1, 2].map((a) => {
@@ -81,11 +99,16 @@ export function fitField(points: Vec3[], qualities: number[], at: Vec3, o: { res
   }) as Vec3;
   const slope = Math.hypot(...grad);
   return {
-    runs: points.length,
+    runs: fit.runs,
     value: { p: at, ...f(at) },
     improvement: slope > 1e-6 ? (grad.map((g) => g / slope) as Vec3) : [0, 0, 0],
     slope,
-    samples,
-    resolution: res,
+    samples: fit.samples,
+    resolution: fit.resolution,
   };
+}
+
+/** Fits the field from (position, quality) pairs of runs and evaluates it at the node and on a grid. */
+export function fitField(points: Vec3[], qualities: number[], at: Vec3, o: { resolution?: number; seed?: number } = {}): QualityField {
+  return fieldAt(fitQuality(points, qualities, o), at);
 }

@@ -216,7 +216,6 @@ export function sketchGradients(model: GPT2Model, examples: TokenizedExample[], 
   return { sketches, losses };
 }
 
-
 /**
  * Sketched gradients by (checkpoint weights, sketch, example), so that scoring again (after a person
  * re-rates outputs, or with other targets) only computes the gradients it has not seen.
@@ -282,7 +281,7 @@ function unitRows(rows: Float32Array[], mean?: Float32Array): Float32Array[] {
   });
 }
 
-export function meanRow(rows: Float32Array[]): Float32Array {
+function meanRow(rows: Float32Array[]): Float32Array {
   const m = new Float32Array(rows[0]?.length ?? 0);
   for (const r of rows) for (let j = 0; j < m.length; j++) m[j] += r[j] / rows.length;
   return m;

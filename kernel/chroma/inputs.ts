@@ -25,13 +25,14 @@
  */
 import * as tf from '../backend/tf';
 import { type QAExample, formatCompletion, formatPrompt } from '../data/example';
-import { tokenizeExample, type TokenizedExample } from '../data/tokenize';
+import type { TokenizedExample } from '../data/tokenize';
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
-import { dynamicBatch } from '../train/finetune';
+import { median } from '../stats';
+import { dynamicBatch, type ProgressEvent, tokenizeAll } from '../train/finetune';
 import { targetLogprobs } from '../train/loss';
 import { cosineSimilarity, embedTexts } from '../tune/embedding';
-import { type AdapterWeights, computeInfluence, type GradientCache, type QAPair, type RatedOutput } from './influence';
+import { type AdapterWeights, computeInfluence, type GradientCache, type QAPair, type RatedOutput, snapshotAdapter } from './influence';
 
 export type Signal = 'loss' | 'influence' | 'misplacement' | 'isolation';
 export const SIGNALS: readonly Signal[] = ['loss', 'influence', 'misplacement', 'isolation'];
@@ -142,12 +143,6 @@ export function isolationScores(vectors: ArrayLike<number>[], k = 5): number[] {
   });
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 /**
  * (x - median) / (1.4826·MAD): a z-score that a few outliers cannot mask. Falls back to the mean
  * absolute deviation when more than half the values are equal, and to 0 when all are. NaN stays NaN.
@@ -217,9 +212,7 @@ export function scoreInputs(o: ScoreInputsOptions): InputScore[] {
   for (const t of o.targets ?? []) if (typeof t.quality !== 'number' || !(t.quality >= 0 && t.quality <= 1)) throw new RangeError(`target quality must be in [0, 1], got ${t.quality} (question "${clip(t.question)}")`);
   const reasonZ = o.reasonZ ?? 2;
 
-  const context = model.config.n_positions + 1;
-  const tokenized = train.map((ex) => tokenizeExample(tokenizer, ex, context));
-  const loss = exampleLosses(model, tokenized, o.batchSize ?? 16);
+  const loss = exampleLosses(model, tokenizeAll(tokenizer, train, model.config.n_positions), o.batchSize ?? 16);
   const embeddings = embedTexts(model, tokenizer, train.map((ex) => formatPrompt(ex.question) + formatCompletion(ex.answer)), { batchSize: o.batchSize ?? 16 });
   const isolation = isolationScores(embeddings, neighbours);
 
@@ -269,9 +262,10 @@ export function scoreInputs(o: ScoreInputsOptions): InputScore[] {
   const flagged = Math.ceil(topFraction * train.length);
   for (const s of rankOutliers(scores).slice(0, flagged)) {
     s.outlier = true;
-    const strong = used.filter((k) => s.z[k] >= reasonZ).sort((a, b) => weights[b] * s.z[b] - weights[a] * s.z[a]);
+    const largestFirst = (a: Signal, b: Signal) => weights[b] * s.z[b] - weights[a] * s.z[a];
+    const strong = used.filter((k) => s.z[k] >= reasonZ).sort(largestFirst);
     // Flagged on the combination alone: name its largest part.
-    const main = strong.length ? strong : used.filter((k) => s.z[k] > 0).sort((a, b) => weights[b] * s.z[b] - weights[a] * s.z[a]).slice(0, 1);
+    const main = strong.length ? strong : used.filter((k) => s.z[k] > 0).sort(largestFirst).slice(0, 1);
     s.reasons = main.length ? main.map((k) => reasonText(k, s)) : ['no signal worse than typical (flagged only to fill the top fraction)'];
   }
   return scores;
@@ -286,6 +280,26 @@ export function scoreInputs(o: ScoreInputsOptions): InputScore[] {
 export function tracinSteps(totalSteps: number, count = 3): number[] {
   if (!Number.isInteger(totalSteps) || totalSteps < 1) throw new RangeError(`totalSteps must be an integer >= 1, got ${totalSteps}`);
   return [...new Set(Array.from({ length: count }, (_, k) => Math.max(1, Math.round(((k + 1) * totalSteps) / 8))))].filter((s) => s <= totalSteps);
+}
+
+/**
+ * Adapter snapshots for TracIn, taken at tracinSteps of the run while it fine-tunes: call onProgress
+ * from the trainer's. `steps` is known from the first step on.
+ */
+export function tracinCheckpoints(model: GPT2Model): { checkpoints: AdapterWeights[]; readonly steps: number[]; onProgress(e: ProgressEvent): void } {
+  const checkpoints: AdapterWeights[] = [];
+  let steps: number[] = [];
+  return {
+    checkpoints,
+    get steps() {
+      return steps;
+    },
+    onProgress(e) {
+      if (e.kind !== 'step') return;
+      if (steps.length === 0) steps = tracinSteps(e.totalSteps);
+      if (steps.includes(e.step)) checkpoints.push(snapshotAdapter(model));
+    },
+  };
 }
 
 /** Scores sorted worst first (highest score; ties by index). Does not modify its argument. */

@@ -62,11 +62,6 @@ export const NODE_DEFS: Record<NodeName, NodeDef> = {
   topP: { name: 'topP', label: 'decoding top-p', kind: 'decoding', axes: [{ name: 'level', low: '0.5', high: '1' }, RAMP, ADAPT], start: [1, 0.5, 0.5] },
 };
 
-export interface ParameterNode {
-  name: NodeName;
-  position: Vec3;
-}
-
 export type NodePositions = Partial<Record<NodeName, Vec3>>;
 
 /** Validates a position: three finite numbers in [0, 1]. */
@@ -113,6 +108,9 @@ export interface TrainingSettings {
   groupScales: Record<string, number>;
   lora: Required<Pick<LoraConfigInput, 'r' | 'alpha' | 'dropout' | 'rankPattern' | 'alphaPattern'>> & { dropoutPattern: Record<string, number> };
 }
+
+/** Base learning rate that the learningRate node's group multipliers scale, when a run sets none. */
+export const DEFAULT_LEARNING_RATE = 5e-3;
 
 /** Largest rank a node gives one module (also capped by n_embd, every module's smaller side): keeps a corner position (multiplier 4) affordable. */
 const MAX_RANK = 64;

@@ -4,7 +4,7 @@
  */
 import { type ChromaPayload, MIME_TYPE, type NodePayload, PAYLOAD_VERSION } from '../../widget/src/payload';
 import { colourScale, qualityColour } from './colour';
-import { cornerSubWeights, decodingSettings, NODE_DEFS, NODE_NAMES, trainingSettings, type NodeName, type Vec3 } from './node';
+import { cornerSubWeights, decodingSettings, DEFAULT_LEARNING_RATE, NODE_DEFS, NODE_NAMES, trainingSettings, type NodeName } from './node';
 import type { ChromaSession } from './session';
 
 export { MIME_TYPE, PAYLOAD_VERSION };
@@ -12,32 +12,23 @@ export { MIME_TYPE, PAYLOAD_VERSION };
 // One definition of the payload's shape, shared with the widget that renders it.
 export type { ChromaPayload, NodePayload };
 
-/** Effective values of one node at its position, as flat name → number pairs. */
-function nodeValues(session: ChromaSession, name: NodeName): Record<string, number> {
-  const run = session.runs.at(-1);
-  const p = session.positions;
-  switch (name) {
-    case 'learningRate': {
-      const base = run?.settings.learningRate ?? 5e-3;
-      const { groupScales } = trainingSettingsOf(session);
-      return Object.fromEntries(Object.entries(groupScales).map(([k, m]) => [k, base * m]));
-    }
-    case 'rank':
-      return trainingSettingsOf(session).lora.rankPattern;
-    case 'alpha':
-      return trainingSettingsOf(session).lora.alphaPattern;
-    case 'dropout':
-      return trainingSettingsOf(session).lora.dropoutPattern;
-    case 'temperature':
-      return { temperature: decodingSettings(p).temperature };
-    case 'topP':
-      return { topP: decodingSettings(p).topP };
-  }
+/** Effective values of every node at its position, as flat name → number pairs per node. */
+function nodeValues(session: ChromaSession): Record<NodeName, Record<string, number>> {
+  const ts = trainingSettings(session.positions, session.model.config);
+  const ds = decodingSettings(session.positions);
+  const base = session.runs.at(-1)?.settings.learningRate ?? DEFAULT_LEARNING_RATE;
+  return {
+    learningRate: Object.fromEntries(Object.entries(ts.groupScales).map(([k, m]) => [k, base * m])),
+    rank: ts.lora.rankPattern,
+    alpha: ts.lora.alphaPattern,
+    dropout: ts.lora.dropoutPattern,
+    temperature: { temperature: ds.temperature },
+    topP: { topP: ds.topP },
+  };
 }
 
-const trainingSettingsOf = (s: ChromaSession) => trainingSettings(s.positions, s.model.config);
-
 export function sessionPayload(session: ChromaSession): ChromaPayload {
+  const values = nodeValues(session);
   const nodes: NodePayload[] = NODE_NAMES.map((name) => {
     const f = session.field(name);
     const def = NODE_DEFS[name];
@@ -48,7 +39,7 @@ export function sessionPayload(session: ChromaSession): ChromaPayload {
       axes: def.axes,
       position: session.positions[name],
       corners: cornerSubWeights(session.positions[name]),
-      values: nodeValues(session, name),
+      values: values[name],
       quality: { mean: f.value.mean, sd: f.value.sd },
       colour: qualityColour(f.value.mean),
       improvement: f.improvement,

@@ -16,8 +16,8 @@ import { cube, type Space } from '../tune/space';
 import { ParticleSwarmSampler } from '../tune/pso';
 import type { TrialRecord } from '../tune/types';
 import { colourToQuality, qualityColour } from './colour';
-import { fitField, type QualityField } from './field';
-import { checkNodeName, checkPosition, decodingSettings, NODE_DEFS, NODE_NAMES, type NodeName, type NodePositions, trainingSettings, type Vec3 } from './node';
+import { fieldAt, type FittedField, fitQuality, type QualityField } from './field';
+import { checkNodeName, checkPosition, decodingSettings, DEFAULT_LEARNING_RATE, NODE_DEFS, NODE_NAMES, type NodeName, type NodePositions, trainingSettings, type Vec3 } from './node';
 import { type InputScore, scoreInputs } from './inputs';
 import { GradientCache } from './influence';
 import { sessionBundle } from '../display/sessionView';
@@ -98,7 +98,8 @@ export class ChromaSession {
   readonly runs: ChromaRun[] = [];
   readonly outputs = new Map<string, ChromaOutput>();
   inputs: InputScore[] = [];
-  private fieldCache = new Map<NodeName, QualityField>();
+  /** Each node's field fitted on the runs; a move reads it at the new position, new runs or ratings refit it. */
+  private readonly fits = new Map<NodeName, FittedField>();
   /** Per-example gradients by adapter weights: re-rating outputs reuses them. */
   private readonly gradients = new GradientCache();
   private readonly o: SessionOptions;
@@ -123,7 +124,6 @@ export class ChromaSession {
   /** Moves a node; the next run trains (or samples) there. */
   moveNode(name: string, position: Vec3): void {
     this.positions[checkNodeName(name)] = checkPosition(name, position);
-    this.fieldCache.clear();
   }
 
   /** Trains one LoRA run at the current node positions, samples the outputs and scores them. */
@@ -133,7 +133,7 @@ export class ChromaSession {
     const positions = { ...this.positions };
     const ts = trainingSettings(positions, this.model.config);
     const ds = decodingSettings(positions);
-    const learningRate = t.learningRate ?? 5e-3;
+    const learningRate = t.learningRate ?? DEFAULT_LEARNING_RATE;
     const epochs = t.epochs ?? 4;
     const started = performance.now();
     const result = await finetune({
@@ -167,7 +167,7 @@ export class ChromaSession {
     };
     this.runs.push(run);
     this.updateRunQuality(run);
-    this.fieldCache.clear();
+    this.fits.clear();
     return run;
   }
 
@@ -185,19 +185,19 @@ export class ChromaSession {
     out.colour = qualityColour(q);
     const run = this.runs.find((r) => r.id === out.runId)!;
     this.updateRunQuality(run);
-    this.fieldCache.clear();
+    this.fits.clear();
     if (this.inputs.length) this.judgeInputs(run.id);
     return out;
   }
 
   /** The quality field of a node, fitted on every run's (position, quality). */
   field(name: NodeName): QualityField {
-    let f = this.fieldCache.get(name);
-    if (!f) {
-      f = fitField(this.runs.map((r) => r.positions[name]), this.runs.map((r) => r.quality), this.positions[name], { seed: this.o.seed ?? 0 });
-      this.fieldCache.set(name, f);
+    let fit = this.fits.get(name);
+    if (!fit) {
+      fit = fitQuality(this.runs.map((r) => r.positions[name]), this.runs.map((r) => r.quality), { seed: this.o.seed ?? 0 });
+      this.fits.set(name, fit);
     }
-    return f;
+    return fieldAt(fit, this.positions[name]);
   }
 
   /**

@@ -3,18 +3,18 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { BACKEND_CHOICES } from '../backend';
 import { num } from './common';
+import { positiveInt } from './common';
 import { progressBar } from './progress';
 
 export function registerBenchOutliers(bench: Command): Command {
   return bench
     .command('outliers')
     .description("swap 5% of nyc-qa's training answers, fine-tune, judge the inputs: recall of the swapped rows among the top 10%, against loss alone")
-    .option('--epochs <n>', 'fine-tuning epochs', num('--epochs'), 8)
+    .option('--epochs <n>', 'fine-tuning epochs', positiveInt('--epochs'), 8)
     .option('--seed <n>', 'seed of the corruption and the fine-tune', num('--seed'), 0)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices([...BACKEND_CHOICES]))
     .option('--json', 'print only the JSON (figures are also printed as text otherwise)')
     .action(async (o) => {
-      if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new Error(`--epochs must be an integer >= 1, got ${o.epochs}`);
       const { runOutlierBench } = await import('../../bench/outliers');
       const bar = progressBar('fine-tune');
       let r: Awaited<ReturnType<typeof runOutlierBench>>;

@@ -1,11 +1,6 @@
 /** `chromatune bench search`: search samplers on test functions, with Optuna as a same-run peer. */
 import type { Command } from 'commander';
-
-const positiveInt = (flag: string) => (v: string) => {
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isInteger(x) || x < 1) throw new Error(`${flag} expects an integer >= 1, got "${v}"`);
-  return x;
-};
+import { positiveInt } from './common';
 
 export function registerBenchSearch(bench: Command): Command {
   return bench

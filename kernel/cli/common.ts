@@ -14,6 +14,12 @@ export const num = (flag: string) => (v: string) => {
   if (v.trim() === '' || Number.isNaN(x)) throw new Error(`${flag} expects a number, got "${v}"`);
   return x;
 };
+/** A flag that must be a whole number >= 1 (counts: trials, seeds, epochs, samples). */
+export const positiveInt = (flag: string) => (v: string) => {
+  const x = num(flag)(v);
+  if (!Number.isInteger(x) || x < 1) throw new Error(`${flag} expects an integer >= 1, got "${v}"`);
+  return x;
+};
 export const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 
 export interface ModelOpts {

@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { createRunDir } from '../run';
 import { loadDecodeConfig, type Objective, OBJECTIVES, type RankingEntry, runDecode, type StoredResponse } from '../tune/decode';
 import { SAMPLER_NAMES } from '../tune/samplers';
-import { type ModelOpts, modelOptions, num, openModel } from './common';
+import { type ModelOpts, modelOptions, num, openModel, positiveInt } from './common';
 import { progressBar } from './progress';
 
 export interface DecodeCliOptions extends ModelOpts {
@@ -19,12 +19,10 @@ export interface DecodeCliOptions extends ModelOpts {
   json?: boolean;
 }
 
-/** An integer >= 1 flag, checked here so that the error names the flag rather than the config field. */
-const count = (flag: string) => (v: string) => {
-  const x = num(flag)(v);
-  if (!Number.isInteger(x) || x < 1) throw new Error(`${flag} expects an integer >= 1, got "${v}"`);
-  return x;
-};
+/**
+ * Parser of an integer >= 1 flag (also the bench commands'), checked at parse time so that the error
+ * names the flag rather than a config field.
+ */
 const short = (x: number) => String(Number(x.toFixed(3)));
 const fmt = (x: number | undefined, digits = 3) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
 
@@ -61,11 +59,11 @@ export function registerDecode(program: Command): Command {
     .requiredOption('--config <file>', 'decode configuration (JSON): prompts or template+vars, desired, space, samplesPerCombination, ... (see datasets/decode-example.json)')
     .addOption(new Option('--sampler <name>', 'search strategy (default: the config\'s, else grid)').choices([...SAMPLER_NAMES]))
     .option('--interval <x>', 'grid spacing in unit coordinates of each range (0.25: five points per range)', num('--interval'))
-    .option('--trials <n>', 'trials to run (default: the whole grid; 20 for other samplers)', count('--trials'))
-    .option('--samples <n>', 'samples per prompt in each combination (overrides samplesPerCombination)', count('--samples'))
+    .option('--trials <n>', 'trials to run (default: the whole grid; 20 for other samplers)', positiveInt('--trials'))
+    .option('--samples <n>', 'samples per prompt in each combination (overrides samplesPerCombination)', positiveInt('--samples'))
     .addOption(new Option('--objective <name>', 'what a trial maximises (combined: mean of cosine, tokenF1, rougeL)').choices([...OBJECTIVES]))
     .option('--out <dir>', 'output folder; an existing one is resumed (default: runs/decode/<timestamp>)')
-    .option('--top <n>', 'rows of the ranking to print', count('--top'), 10)
+    .option('--top <n>', 'rows of the ranking to print', positiveInt('--top'), 10)
     .option('--json', 'print the result as JSON')
     .action(async (o: DecodeCliOptions) => {
       const config = loadDecodeConfig(o.config, {

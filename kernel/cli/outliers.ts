@@ -11,15 +11,14 @@ import { loadExamples } from '../data/load';
 import { tokenF1 } from '../eval/metrics';
 import { generateMany } from '../sample/generate';
 import { finetune } from '../train/finetune';
-import { type AdapterWeights, type RatedOutput, snapshotAdapter } from '../chroma/influence';
-import { type InputScore, rankOutliers, scoreInputs, tracinSteps } from '../chroma/inputs';
+import type { RatedOutput } from '../chroma/influence';
+import { type InputScore, rankOutliers, scoreInputs, tracinCheckpoints } from '../chroma/inputs';
+import { clip } from '../display/bundles';
 import { dataOptions, type ModelOpts, modelOptions, num, openModel, print } from './common';
 import { progressBar } from './progress';
 
 /** The main job's LoRA settings, for the brief fine-tune. */
 const TRAINING = { batchSize: 16, learningRate: 5e-3, warmupSteps: 10, lora: { r: 32, alpha: 32, dropout: 0.1 } };
-
-const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 /**
  * Progress of synchronous work on stderr (a timer-driven bar would not redraw until it ends): a line
@@ -74,17 +73,15 @@ export function registerOutliers(program: Command): Command {
       if (split.validation.length === 0) throw new Error(`${o.data}: too few examples to split off references; pass --validation FILE`);
       const { model, tokenizer } = await openModel(o as ModelOpts, o.json);
       const log = (line: string) => process.stderr.write(line + '\n');
-      const checkpoints: AdapterWeights[] = [];
+      const { checkpoints, onProgress: recordCheckpoint } = tracinCheckpoints(model);
       if (!o.adapter) {
-        const totalSteps = o.epochs * Math.ceil(split.train.length / TRAINING.batchSize);
-        const wanted = tracinSteps(totalSteps);
         const bar = progressBar('fine-tune');
         try {
           const r = await finetune({
             model, tokenizer, train: split.train, epochs: o.epochs, seed: o.seed, ...TRAINING,
             onProgress: (e) => {
               bar.update(e);
-              if (e.kind === 'step' && wanted.includes(e.step)) checkpoints.push(snapshotAdapter(model));
+              recordCheckpoint(e);
             },
           });
           r.client.dispose();

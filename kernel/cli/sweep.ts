@@ -4,9 +4,10 @@ import { Command, Option } from 'commander';
 import { loadExamples } from '../data/load';
 import { splitValidation } from '../data/batch';
 import { projectPath } from '../paths';
+import { createRunDir } from '../run';
 import { makeSampler, SAMPLER_NAMES } from '../tune/samplers';
 import { SWEEP_OBJECTIVES, sweep, type SweepObjective } from '../tune/sweep';
-import type { Study } from '../tune/study';
+import { type Study, StudyStopped } from '../tune/study';
 import { dataOptions, modelOptions, num, openModel, print, stopOnInterrupt } from './common';
 import { progressBar } from './progress';
 
@@ -26,7 +27,7 @@ export function registerSweep(program: Command): void {
     .option('--seed <n>', 'random seed', num('--seed'), 0)
     .option('--quick', `small and fast: ${QUICK.train} training and ${QUICK.validation} validation examples, 1-2 epochs, ${QUICK.trials} trials`)
     .option('--no-prune', 'do not prune trials whose validation loss is above the median')
-    .option('--out <dir>', 'sweep folder; an existing one is resumed (default: runs/sweep-<timestamp>)')
+    .option('--out <dir>', 'sweep folder; an existing one is resumed (default: runs/sweep/<timestamp>)')
     .option('--json', 'print the ranking as JSON')
     .action(async (o) => {
       const { model, tokenizer } = await openModel(o, o.json);
@@ -38,7 +39,7 @@ export function registerSweep(program: Command): void {
         train = train.slice(0, QUICK.train);
         validation = validation!.slice(0, QUICK.validation);
       }
-      const dir = o.out ?? path.join('runs', `sweep-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')}`);
+      const dir = o.out ?? createRunDir(path.join('runs', 'sweep')).dir;
       const trials = o.trials ?? (o.quick ? QUICK.trials : 12);
       const log = (line: string) => process.stderr.write(line + '\n');
       log(`sweep folder: ${dir} (${o.sampler} sampler, objective ${o.objective}, ${trials} trials)`);
@@ -65,7 +66,7 @@ export function registerSweep(program: Command): void {
           },
         });
       } catch (e) {
-        if ((e as Error).name === 'StudyStopped') {
+        if (e instanceof StudyStopped) {
           log(`stopped; run the same command with --out ${dir} to resume`);
           process.exitCode = 130;
           return;

@@ -13,7 +13,7 @@ import { escapeHtml as e } from '../display/html';
 import type { Displayable, MimeBundle } from '../display/mime';
 import { projectPath } from '../paths';
 import type { QAExample } from './example';
-import { DatasetError, examplesTable, loadExamples, type LoadOptions } from './load';
+import { DatasetError, examplesTable, FIELD_PAIRS, loadExamples, type LoadOptions } from './load';
 import { type TextEncoder, tokenizeExample, type TokenizedExample } from './tokenize';
 
 /** Extensions tried, in order, for a dataset given by name. */
@@ -80,13 +80,15 @@ export function listDatasets(): string[] {
   return out.sort();
 }
 
+const isRegularFile = (p: string): boolean => fs.existsSync(p) && fs.statSync(p).isFile();
+
 /** A file path as it is, else a name under the project's datasets/ folder (with or without extension), relative to the working folder. */
 export function resolveDataset(fileOrName: string): string {
-  if (fs.existsSync(fileOrName) && fs.statSync(fileOrName).isFile()) return fileOrName;
+  if (isRegularFile(fileOrName)) return fileOrName;
   const base = projectPath('datasets', fileOrName);
   for (const candidate of [base, ...NAME_EXTENSIONS.map((x) => base + x)]) {
     // Relative to the working folder, so that displays and error messages name it briefly.
-    if (fs.existsSync(candidate) && fs.statSync(candidate).isFile()) return path.relative(process.cwd(), candidate) || candidate;
+    if (isRegularFile(candidate)) return path.relative(process.cwd(), candidate) || candidate;
   }
   throw new DatasetError(`no dataset "${fileOrName}": not a file, and not a shipped dataset (${listDatasets().join(', ') || 'none found'})`);
 }
@@ -115,8 +117,8 @@ export function openDataset(fileOrName: string, o: OpenOptions = {}): Dataset {
   const examples = loadExamples(file, load);
   const isFile = path.resolve(file) === path.resolve(fileOrName);
   const format = load.format ?? (/\.(jsonl|ndjson)$/i.test(file) ? 'jsonl' : undefined);
-  // Fields the examples already carry; the question/answer field names were detected by the loader.
-  const used = ['id', 'question', 'answer', 'input', 'output', 'prompt', 'completion', 'instruction', 'response', load.questionField, load.answerField, load.idField]
+  // Fields the examples already carry: the loader's id and question/answer names, or those given.
+  const used = ['id', ...FIELD_PAIRS.flat(), load.questionField, load.answerField, load.idField]
     .filter((k): k is string => !!k)
     .map((k) => k.toLowerCase());
   const extras = format === 'jsonl' ? jsonlExtras(file, examples, used) : [];

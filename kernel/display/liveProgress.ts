@@ -61,11 +61,16 @@ const CSS = `
 .R .ct-summary{margin-top:8px;padding:6px 10px;background:var(--ct-panel);border-radius:6px}
 `;
 
+/** A summary's named figures worth showing (no functions, nothing undefined), each as text. */
+const summaryEntries = (s: Record<string, unknown>): Array<[string, string]> =>
+  Object.entries(s)
+    .filter(([, v]) => v !== undefined && typeof v !== 'function')
+    .map(([k, v]) => [k, summaryValue(v)]);
+
 function summaryHtml(s: LiveSummary): string {
   if (typeof s === 'string') return `<div class="ct-summary">${e(s)}</div>`;
-  const rows = Object.entries(s)
-    .filter(([, v]) => v !== undefined && typeof v !== 'function')
-    .map(([k, v]) => `<tr><th>${e(k)}</th><td>${e(summaryValue(v))}</td></tr>`)
+  const rows = summaryEntries(s)
+    .map(([k, v]) => `<tr><th>${e(k)}</th><td>${e(v)}</td></tr>`)
     .join('');
   return `<div class="ct-summary"><table><tbody>${rows}</tbody></table></div>`;
 }
@@ -84,9 +89,8 @@ function summaryValue(v: unknown): string {
 const summaryText = (s: LiveSummary): string =>
   typeof s === 'string'
     ? s
-    : Object.entries(s)
-        .filter(([, v]) => v !== undefined && typeof v !== 'function')
-        .map(([k, v]) => `${k}: ${summaryValue(v)}`)
+    : summaryEntries(s)
+        .map(([k, v]) => `${k}: ${v}`)
         .join(', ');
 
 /** The current state as a bundle; `final` marks the finished view. */

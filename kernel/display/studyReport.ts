@@ -21,6 +21,8 @@ import { writeFileAtomic } from '../io/atomic';
 import { parameterImportance, type ParamImportance } from '../tune/importance';
 import { decodeParam, encodeParam, gridValues, type Param, type ParamValue, type Space } from '../tune/space';
 import type { Direction, TrialRecord } from '../tune/types';
+import { colourScale, qualityColour } from '../chroma/colour';
+import { fmtNum } from './bundles';
 import { escapeHtml as e, lineChart } from './html';
 
 /** What the report needs of a study; a `Study` passes as it is. */
@@ -378,7 +380,7 @@ function heatmapSection(input: StudyReportInput, ranked: TrialRecord[], importan
       }
       const q = quality(c.best);
       rects.push(
-        `<rect class="cell" x="${x}" y="${y}" width="${cw}" height="${ch}" fill="${viridis(q)}" stroke="white" data-n="${c.n}" data-best="${c.best}"><title>best ${e(fmtNum(c.best))} over ${c.n} trial${c.n === 1 ? '' : 's'}</title></rect>` +
+        `<rect class="cell" x="${x}" y="${y}" width="${cw}" height="${ch}" fill="${qualityColour(q)}" stroke="white" data-n="${c.n}" data-best="${c.best}"><title>best ${e(fmtNum(c.best))} over ${c.n} trial${c.n === 1 ? '' : 's'}</title></rect>` +
           (cw >= 44 && ch >= 18 ? `<text x="${x + cw / 2}" y="${y + ch / 2 + 4}" text-anchor="middle" font-size="10" fill="${q > 0.6 ? '#222' : '#fff'}" pointer-events="none">${e(fmtNum(c.best))}</text>` : ''),
       );
     }
@@ -393,9 +395,9 @@ function heatmapSection(input: StudyReportInput, ranked: TrialRecord[], importan
   const axes =
     `<text x="${m.l + (ax.bins * cw) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">${e(ax.name)}</text>` +
     `<text transform="translate(14 ${m.t + (ay.bins * ch) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${e(ay.name)}</text>`;
-  // Legend: worst to best along the colour ramp.
+  // Legend: worst to best along the colour ramp (the quality scale the session views use, perceptually even and readable in grey).
   const LW = 200;
-  const stops = VIRIDIS.map((c, k) => `<stop offset="${(100 * k) / (VIRIDIS.length - 1)}%" stop-color="${rgb(c)}"/>`).join('');
+  const stops = colourScale().stops.map(([q, c]) => `<stop offset="${Math.round(100 * q)}%" stop-color="${c}"/>`).join('');
   const legend = vals.length
     ? `<svg class="legend" width="${LW + 200}" height="40" role="img" aria-label="colour legend"><defs><linearGradient id="heat-ramp">${stops}</linearGradient></defs>` +
       `<rect x="60" y="6" width="${LW}" height="12" fill="url(#heat-ramp)" stroke="#999"/>` +
@@ -407,24 +409,6 @@ function heatmapSection(input: StudyReportInput, ranked: TrialRecord[], importan
     `<h2>Heatmap: ${e(ax.name)} × ${e(ay.name)}</h2>${svg}<div>${legend}</div>` +
     `<p class="note">Each cell is coloured by the best ${e(objective)} among the complete trials whose params fall in it; dashed cells hold no trial.</p>`
   );
-}
-
-/** Viridis at 5 stops (perceptually even, readable in grey): dark purple = worst, yellow = best. */
-const VIRIDIS: Array<[number, number, number]> = [
-  [68, 1, 84],
-  [59, 82, 139],
-  [33, 145, 140],
-  [94, 201, 98],
-  [253, 231, 37],
-];
-const rgb = ([r, g, b]: [number, number, number]) => `rgb(${Math.round(r)},${Math.round(g)},${Math.round(b)})`;
-
-function viridis(q: number): string {
-  const x = Math.max(0, Math.min(1, q)) * (VIRIDIS.length - 1);
-  const k = Math.min(VIRIDIS.length - 2, Math.floor(x));
-  const f = x - k;
-  const [a, b] = [VIRIDIS[k], VIRIDIS[k + 1]];
-  return rgb([a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1]), a[2] + f * (b[2] - a[2])]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,15 +459,6 @@ function readResponses(t: TrialRecord): TrialResponse[] {
       scores: r.scores && typeof r.scores === 'object' ? (Object.fromEntries(Object.entries(r.scores).filter(([, v]) => finite(v) !== undefined)) as Record<string, number>) : undefined,
       prompt: typeof r.prompt === 'string' ? r.prompt : undefined,
     }));
-}
-
-/** Short form of a number: integers as they are, others to 4 significant digits. */
-function fmtNum(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  if (Number.isInteger(v) && Math.abs(v) < 1e9) return String(v);
-  const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return Number(v.toPrecision(4)).toExponential();
-  return String(Number(v.toPrecision(4)));
 }
 
 /** A param value as HTML: a cube point of 3 coordinates shows its colour (ChromaTune nodes are colours). */

@@ -30,12 +30,9 @@ export function wireData(bundle: MimeBundle): MimeData {
   return data;
 }
 
-/** A value's text as the Node REPL shows it. */
-export const plainText = (v: unknown): string => inspect(v, { colors: false, depth: 4 });
-
-/** A cell's last value: its own bundle when it is Displayable, else its text. text/plain is always there (consoles need it). */
+/** A cell's last value: its own bundle when it is Displayable, else its text as the Node REPL shows it. text/plain is always there (consoles need it). */
 export function resultData(value: unknown): MimeData {
-  if (!isDisplayable(value)) return { 'text/plain': plainText(value) };
+  if (!isDisplayable(value)) return { 'text/plain': inspect(value, { colors: false, depth: 4 }) };
   const data = wireData(value.toMimeBundle());
   if (typeof data['text/plain'] !== 'string') data['text/plain'] = inspect(value, { colors: false, depth: 0 });
   return data;

@@ -55,7 +55,7 @@ function converters(): ConverterSet {
   };
 }
 
-export const displayContent = (bundle: MimeBundle, o: DisplayOptions): DisplayContent => ({
+const displayContent = (bundle: MimeBundle, o: DisplayOptions): DisplayContent => ({
   data: wireData(bundle),
   metadata: o.metadata ?? {},
   transient: o.displayId ? { display_id: o.displayId } : {},
@@ -124,7 +124,8 @@ export class NotebookKernel {
 
   async execute(req: ExecuteRequest, out: ExecutionOutput): Promise<ExecuteReply> {
     const silent = req.silent === true;
-    if (!silent && req.store_history !== false) this.history.add(++this.count, req.code);
+    const stored = !silent && req.store_history !== false;
+    if (stored) this.history.add(++this.count, req.code);
     const count = this.count;
     if (!silent) out.publish('execute_input', { code: req.code, execution_count: count });
     this.attach(out);
@@ -139,7 +140,8 @@ export class NotebookKernel {
       case 'done':
         if (outcome.result && !silent) {
           out.publish('execute_result', { execution_count: count, data: outcome.result, metadata: {} });
-          this.history.setOutput(count, String(outcome.result['text/plain']));
+          // Unstored requests (a widget's act() calls) reuse the last count: they must not overwrite its output.
+          if (stored) this.history.setOutput(count, String(outcome.result['text/plain']));
         }
         return { status: 'ok', execution_count: count, payload: [], user_expressions: {} };
     }
@@ -169,16 +171,21 @@ export class NotebookKernel {
     }
   }
 
+  /** What the TypeScript service knows of the name at the cursor (its type and documentation). */
+  private quickInfo(code: string, cursorPos: number): string | undefined {
+    const info = this.executor.inspect(code, cursorPos);
+    return info ? printQuickInfo(info) : undefined;
+  }
+
   private help(expr: string): string {
-    const info = this.executor.inspect(expr, expr.length);
-    return info ? printQuickInfo(info) : `Nothing found for ${expr}.`;
+    return this.quickInfo(expr, expr.length) ?? `Nothing found for ${expr}.`;
   }
 
   inspect(code: string, cursorPos: number) {
-    const info = this.executor.inspect(code, cursorPos);
-    return info
-      ? { status: 'ok' as const, found: true, data: { 'text/plain': printQuickInfo(info) }, metadata: {} }
-      : { status: 'ok' as const, found: false, data: {}, metadata: {} };
+    const text = this.quickInfo(code, cursorPos);
+    return text === undefined
+      ? { status: 'ok' as const, found: false, data: {}, metadata: {} }
+      : { status: 'ok' as const, found: true, data: { 'text/plain': text }, metadata: {} };
   }
 
   complete(code: string, cursorPos: number) {

@@ -21,12 +21,7 @@ export function linkLibrary(root: string = projectRoot()): LinkState {
   if (path.basename(path.dirname(root)) === 'node_modules') return 'installed';
   const link = path.join(root, 'node_modules', 'chromatune');
   const target = path.join(root, 'dist', 'kernel');
-  let stat: fs.Stats | undefined;
-  try {
-    stat = fs.lstatSync(link);
-  } catch {
-    stat = undefined;
-  }
+  const stat = fs.lstatSync(link, { throwIfNoEntry: false });
   if (stat) {
     if (!stat.isSymbolicLink()) return 'taken';
     if (path.resolve(path.dirname(link), fs.readlinkSync(link)) === target) return 'present';

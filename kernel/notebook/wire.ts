@@ -28,16 +28,20 @@ export interface Message<C = Record<string, unknown>> {
 export class Wire {
   /** The kernel's session id, in the header of everything it sends. */
   readonly session = randomUUID();
+  /** The HMAC's hash, e.g. "sha256". */
+  private readonly digest: string;
 
   /** `scheme` as the connection file names it ("hmac-sha256"); an empty key means unsigned messages. */
   constructor(
     private readonly key: string,
-    private readonly scheme = 'hmac-sha256',
-  ) {}
+    scheme = 'hmac-sha256',
+  ) {
+    this.digest = scheme.replace(/^hmac-/, '');
+  }
 
   private sign(parts: (string | Buffer)[]): string {
     if (!this.key) return '';
-    const hmac = createHmac(this.scheme.replace(/^hmac-/, ''), this.key);
+    const hmac = createHmac(this.digest, this.key);
     for (const p of parts) hmac.update(p);
     return hmac.digest('hex');
   }

@@ -150,12 +150,11 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
 
 /** The L-score of a finished run (lscore.ts), with this machine's matmul speed measured now. */
 async function runLScore(o: JobOptions, r: FinetuneResult, m: { base: SplitMetrics; finetuned: SplitMetrics }, trainingMs: number): Promise<LScore> {
-  const stepsPerEpoch = Math.ceil(o.train.length / (o.training.batchSize ?? 8));
   return lScore({
     perplexity: m.finetuned.perplexity,
-    valCurve: r.evals.map((e) => [e.step / stepsPerEpoch, e.valLoss]),
+    valCurve: r.evals.map((e) => [e.step / r.stepsPerEpoch, e.valLoss]),
     targetLoss: o.targetLoss ?? m.base.loss / 2,
-    epochsTrained: r.steps / stepsPerEpoch,
+    epochsTrained: r.steps / r.stepsPerEpoch,
     trainableParameters: r.trainableParameters,
     totalParameters: parameterCount(o.model.config),
     trainingSeconds: trainingMs / 1000,

@@ -29,6 +29,9 @@ const examplesOf = (x: Examples): QAExample[] => (Array.isArray(x) ? x : x.examp
 
 type SplitAnswers = Record<string, { base: EvalResult; finetuned: EvalResult }>;
 
+/** The split shown when none is named: validation, else the first evaluated. */
+const defaultSplit = (bySplit: object): string => ('validation' in bySplit ? 'validation' : Object.keys(bySplit)[0]);
+
 export class RunResult implements Displayable {
   constructor(
     readonly summary: JobSummary,
@@ -63,7 +66,7 @@ export class RunResult implements Displayable {
 
   /** Base and fine-tuned metrics of one split (default validation, else the first evaluated). */
   metrics(split?: string): { base: SplitMetrics; finetuned: SplitMetrics } {
-    const name = split ?? ('validation' in this.summary.metrics ? 'validation' : Object.keys(this.summary.metrics)[0]);
+    const name = split ?? defaultSplit(this.summary.metrics);
     const m = this.summary.metrics[name];
     if (!m) throw new RangeError(`no split "${name}" in this run; evaluated: ${Object.keys(this.summary.metrics).join(', ') || '(none: the run was interrupted)'}`);
     return m;
@@ -76,7 +79,7 @@ export class RunResult implements Displayable {
 
   /** The first n answers of a split side by side: question, reference, base and fine-tuned answers with their token F1. */
   sampleAnswers(split?: string, n = 8): Displayable {
-    const name = split ?? ('validation' in this.answers ? 'validation' : Object.keys(this.answers)[0]);
+    const name = split ?? defaultSplit(this.answers);
     const r = this.answers[name];
     if (!r) throw new RangeError(`no answers for split "${name}"; evaluated: ${Object.keys(this.answers).join(', ') || '(none)'}`);
     const rows = r.finetuned.answers.slice(0, n).map((a, i) => ({ question: a.question, reference: a.reference, base: r.base.answers[i].answer, baseF1: r.base.answers[i].tokenF1, tuned: a.answer, tunedF1: a.tokenF1 }));
@@ -165,7 +168,7 @@ export async function fineTuneRun(o: FineTuneRunOptions): Promise<RunResult> {
     });
     const r = new RunResult(summary, result, answers, model, tokenizer);
     if (live) {
-      const m = summary.metrics.validation ?? Object.values(summary.metrics)[0];
+      const m = summary.metrics[defaultSplit(summary.metrics)];
       live.done(
         summary.interrupted
           ? `interrupted at step ${summary.steps}; the checkpoint is in ${run.checkpoint}`

@@ -77,6 +77,8 @@ export interface FinetuneResult {
   client: TrainingClient;
   steps: number;
   totalSteps: number;
+  /** Updates per pass over the training data. */
+  stepsPerEpoch: number;
   history: StepRecord[];
   evals: EvalRecord[];
   bestValLoss: number | null;
@@ -267,6 +269,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     client,
     steps: state.step,
     totalSteps,
+    stepsPerEpoch,
     history: state.history,
     evals: state.evals,
     bestValLoss: state.bestValLoss,

@@ -2,10 +2,7 @@
  * Expected improvement for minimisation, and its logarithm computed without underflow: far from the
  * best value EI is below 1e-300, yet the optimiser still needs to tell such points apart.
  */
-import { erfcxPos, normCdf, normPdf } from './normal';
-
-const SQRT2 = Math.SQRT2;
-const LOG_SQRT_2PI = 0.5 * Math.log(2 * Math.PI);
+import { erfcxPos, LOG_SQRT_2PI, normCdf, normPdf } from './normal';
 
 /** Expected improvement below `best` of a normal N(mean, sd²): E[max(best − f, 0)]. */
 export function expectedImprovement(mean: number, sd: number, best: number): number {
@@ -21,7 +18,7 @@ export function logH(z: number): number {
   const logPhi = -0.5 * z * z - LOG_SQRT_2PI;
   if (a <= 8) {
     // h = φ(z)·(1 − a·Φ(−a)/φ(a)) and Φ(−a)/φ(a) = √(π/2)·erfcx(a/√2).
-    return logPhi + Math.log(1 - a * Math.sqrt(Math.PI / 2) * erfcxPos(a / SQRT2));
+    return logPhi + Math.log(1 - a * Math.sqrt(Math.PI / 2) * erfcxPos(a / Math.SQRT2));
   }
   // Asymptotic series of the Mills ratio: h ≈ φ(z)/a²·(1 − 3/a² + 15/a⁴ − 105/a⁶ + 945/a⁸).
   const u = 1 / (a * a);

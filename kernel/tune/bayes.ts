@@ -17,7 +17,7 @@ import { logExpectedImprovement } from './acquisition';
 import { fitGP, type GaussianProcess } from './gp';
 import { observations, snapper } from './history';
 import { gaussian } from './normal';
-import { decode, spaceDims } from './space';
+import { clamp01, decode, spaceDims } from './space';
 import type { Sampler, SamplerContext } from './types';
 
 export type BayesOptions = {
@@ -96,8 +96,6 @@ export function spaceFilling(rng: () => number, taken: readonly number[][], d: n
   }
   return best;
 }
-
-const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
 
 /** The candidate with the highest score: random and local candidates, then (1+1)-ES refinement of the best few. */
 function maximise(

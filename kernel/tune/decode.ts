@@ -16,7 +16,7 @@ import * as path from 'path';
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { generateMany } from '../sample/generate';
-import { exactMatch, rougeL, tokenF1 } from '../eval/metrics';
+import { scoreAnswer } from '../eval/metrics';
 import { writeFileAtomic } from '../io/atomic';
 import { writeStudyReport } from '../display/studyReport';
 import { categorical, float, int, type Param, type Params, type Space } from './space';
@@ -351,9 +351,8 @@ export interface ResponseScores {
 
 /** Text scores of a response against the desired output; `cosine` comes from the embeddings. */
 export function scoreResponse(text: string, desired: string, cosine: number): ResponseScores {
-  const f1 = tokenF1(text, desired);
-  const rl = rougeL(text, desired);
-  return { cosine, tokenF1: f1, rougeL: rl, exactMatch: exactMatch(text, desired), combined: (cosine + f1 + rl) / 3 };
+  const { exactMatch, tokenF1, rougeL } = scoreAnswer(text, desired);
+  return { cosine, tokenF1, rougeL, exactMatch, combined: (cosine + tokenF1 + rougeL) / 3 };
 }
 
 /** One response as stored in a trial's attrs.responses. */
@@ -438,16 +437,13 @@ const samplingOf = (params: Params) => ({ temperature: Number(params.temperature
 
 /** Complete trials, best (highest value) first; ties go to the earlier trial. */
 export function rankTrials(study: Study, c: ResolvedDecodeConfig): RankingEntry[] {
-  return study.trials
-    .filter((t) => t.state === 'complete' && t.value !== undefined)
-    .sort((a, b) => (study.better(a.value!, b.value!) ? -1 : study.better(b.value!, a.value!) ? 1 : a.number - b.number))
-    .map((t, i) => {
-      const variant = Number(t.params.promptVariant ?? 0);
-      const entry: RankingEntry = { rank: i + 1, trial: t.number, value: t.value!, params: t.params, sampling: samplingOf(t.params), metrics: (t.attrs.metrics ?? {}) as Record<string, number> };
-      if (variant > 0) entry.template = c.promptVariants![variant - 1];
-      if (c.systemPrompts) entry.systemPrompt = c.systemPrompts[Number(t.params.systemPrompt ?? 0)];
-      return entry;
-    });
+  return study.ranking().map((t, i) => {
+    const variant = Number(t.params.promptVariant ?? 0);
+    const entry: RankingEntry = { rank: i + 1, trial: t.number, value: t.value!, params: t.params, sampling: samplingOf(t.params), metrics: (t.attrs.metrics ?? {}) as Record<string, number> };
+    if (variant > 0) entry.template = c.promptVariants![variant - 1];
+    if (c.systemPrompts) entry.systemPrompt = c.systemPrompts[Number(t.params.systemPrompt ?? 0)];
+    return entry;
+  });
 }
 
 /** A resumed study's folder must hold the same configuration (the trial count may grow). */
@@ -509,10 +505,10 @@ export async function runDecode(o: DecodeOptions): Promise<DecodeResult> {
     name: c.description,
     path: paths?.study,
   });
+  const desired = c.prompts.map((_, p) => desiredFor(c, p));
   try {
     if (paths) keepFinishedResponses(paths, study);
     const embeddings = new EmbeddingCache(model, tokenizer);
-    const desired = c.prompts.map((_, p) => desiredFor(c, p));
     const started = Date.now();
     let tokens = 0;
     let trialsHere = 0;
@@ -571,9 +567,8 @@ export async function runDecode(o: DecodeOptions): Promise<DecodeResult> {
   if (paths) {
     writeFileAtomic(paths.ranking, JSON.stringify({ description: c.description, objective: c.objective, direction: 'maximize', trials: study.trials.length, ranking }, null, 2) + '\n');
     // With per-prompt placeholders the desired outputs differ: the report shows the template and its values.
-    const perPrompt = c.prompts.map((_, p) => desiredFor(c, p));
-    const desired = new Set(perPrompt).size === 1 ? perPrompt[0] : [c.desired, ...perPrompt.map((d, p) => `prompts[${p}]: ${d}`)].join('\n');
-    writeStudyReport({ study, title: c.description, objective: OBJECTIVE_LABELS[c.objective], desired }, paths.report);
+    const shown = new Set(desired).size === 1 ? desired[0] : [c.desired, ...desired.map((d, p) => `prompts[${p}]: ${d}`)].join('\n');
+    writeStudyReport({ study, title: c.description, objective: OBJECTIVE_LABELS[c.objective], desired: shown }, paths.report);
   }
   return { study, ranking, best: ranking[0], total, paths };
 }

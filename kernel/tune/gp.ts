@@ -35,7 +35,6 @@ export function kernel(a: ArrayLike<number>, b: ArrayLike<number>, h: GPHyper): 
 /** A GP conditioned on (x, y) with fixed hyperparameters. */
 export class GaussianProcess {
   readonly n: number;
-  readonly dims: number;
   /** Cholesky factor of K + σ²I (+ jitter). */
   readonly chol: Float64Array;
   /** (K + σ²I)⁻¹·y. */
@@ -43,7 +42,6 @@ export class GaussianProcess {
 
   constructor(readonly x: readonly (readonly number[])[], readonly y: readonly number[], readonly hyper: GPHyper) {
     this.n = x.length;
-    this.dims = hyper.lengthscales.length;
     const n = this.n;
     const k = new Float64Array(n * n);
     for (let i = 0; i < n; i++) {
@@ -72,13 +70,6 @@ export class GaussianProcess {
   /** The same GP with more observations (for pending trials: "kriging believer"). */
   withObservations(x: readonly (readonly number[])[], y: readonly number[]): GaussianProcess {
     return new GaussianProcess([...this.x, ...x], [...this.y, ...y], this.hyper);
-  }
-
-  /** log p(y | x, hyper). */
-  logMarginalLikelihood(): number {
-    let fit = 0;
-    for (let i = 0; i < this.n; i++) fit += this.y[i] * this.alpha[i];
-    return -0.5 * fit - 0.5 * cholLogDet(this.chol, this.n) - 0.5 * this.n * Math.log(2 * Math.PI);
   }
 }
 

@@ -2,7 +2,7 @@
  * The study history as model-based samplers see it: trials as points of the unit cube, values turned
  * into a quantity to minimise.
  */
-import { decodeParam, encodeParam, type Space } from './space';
+import { decodeParam, encode, encodeParam, type Space } from './space';
 import type { SamplerContext, TrialRecord } from './types';
 
 export interface Observations {
@@ -34,7 +34,7 @@ export function lossOf(t: TrialRecord, direction: SamplerContext['direction'], o
 export function observations(ctx: Pick<SamplerContext, 'space' | 'direction' | 'trials'>, o: ObservationOptions = {}): Observations {
   const out: Observations = { x: [], y: [], numbers: [], pending: [], all: [] };
   for (const t of ctx.trials) {
-    const u = encodePoint(ctx.space, t);
+    const u = encode(ctx.space, t.params);
     out.all.push(u);
     if (t.state === 'running') {
       out.pending.push(u);
@@ -47,13 +47,6 @@ export function observations(ctx: Pick<SamplerContext, 'space' | 'direction' | '
     out.numbers.push(t.number);
   }
   return out;
-}
-
-/** A trial's unit-cube point (parameters in the space's key order). */
-export function encodePoint(space: Space, t: Pick<TrialRecord, 'params'>): number[] {
-  const u: number[] = [];
-  for (const [name, p] of Object.entries(space)) u.push(...encodeParam(p, t.params[name]));
-  return u;
 }
 
 /**

@@ -174,9 +174,10 @@ function bestSplit(X: number[][], y: number[], rows: number[], dims: number, min
  * with w_a = v_a·vol_rest(a): exact, no grid over the cube needed.
  */
 function varianceShares(leaves: Leaf[], coords: Array<[number, number]>, dims: number): number[] | undefined {
-  const vol = (l: Leaf, from = 0, to = dims, skipFrom = 0, skipTo = 0): number => {
+  /** Volume of a leaf's box outside the coordinates [skipFrom, skipTo). */
+  const vol = (l: Leaf, skipFrom = 0, skipTo = 0): number => {
     let v = 1;
-    for (let d = from; d < to; d++) if (d < skipFrom || d >= skipTo) v *= l.hi[d] - l.lo[d];
+    for (let d = 0; d < dims; d++) if (d < skipFrom || d >= skipTo) v *= l.hi[d] - l.lo[d];
     return v;
   };
   let mean = 0;
@@ -189,7 +190,7 @@ function varianceShares(leaves: Leaf[], coords: Array<[number, number]>, dims: n
   const total = second - mean * mean;
   if (!(total > 1e-12 * (second + 1e-300))) return undefined;
   return coords.map(([a, b]) => {
-    const w = leaves.map((l) => l.value * vol(l, 0, dims, a, b));
+    const w = leaves.map((l) => l.value * vol(l, a, b));
     if (b - a === 1) return Math.max(0, Math.min(1, (sweep(leaves, w, a) - mean * mean) / total));
     let sq = 0;
     for (let i = 0; i < leaves.length; i++) {

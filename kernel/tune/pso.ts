@@ -13,8 +13,9 @@
  * The random factors of a step come from the trial's own rng, which is seeded by (study seed, trial
  * number), i.e. by (particle, generation): a resumed study proposes the same moves.
  */
-import { encodePoint, lossOf } from './history';
-import { decode, spaceDims } from './space';
+import { lossOf } from './history';
+import { randomParams } from './random';
+import { clamp01, decode, encode } from './space';
 import type { Sampler, SamplerContext } from './types';
 
 export type SwarmOptions = {
@@ -48,8 +49,6 @@ export interface ParticleState {
   personalBest?: BestPoint;
   globalBest?: BestPoint;
 }
-
-const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
 
 /**
  * One PSO move of a point in [0,1]^d:
@@ -88,17 +87,17 @@ export function particleState(
   const at = (g: number) => ctx.trials[g * particles + particle];
   const prev = at(generation - 1);
   if (!prev) throw new RangeError(`particle ${particle} has no trial in generation ${generation - 1}`);
-  const position = encodePoint(ctx.space, prev);
+  const position = encode(ctx.space, prev.params);
   const before = generation >= 2 ? at(generation - 2) : undefined;
-  const velocity = before ? encodePoint(ctx.space, before).map((b, k) => position[k] - b) : position.map(() => 0);
+  const velocity = before ? encode(ctx.space, before.params).map((b, k) => position[k] - b) : position.map(() => 0);
   let personalBest: BestPoint | undefined;
   let globalBest: BestPoint | undefined;
   for (const t of ctx.trials.slice(0, generation * particles)) {
     const loss = lossOf(t, ctx.direction);
     if (loss === undefined) continue;
     // Strict comparisons: the earliest of equal values stays the best.
-    if (!globalBest || loss < globalBest.loss) globalBest = { x: encodePoint(ctx.space, t), loss, trial: t.number };
-    if (t.number % particles === particle && (!personalBest || loss < personalBest.loss)) personalBest = { x: encodePoint(ctx.space, t), loss, trial: t.number };
+    if (!globalBest || loss < globalBest.loss) globalBest = { x: encode(ctx.space, t.params), loss, trial: t.number };
+    if (t.number % particles === particle && (!personalBest || loss < personalBest.loss)) personalBest = { x: encode(ctx.space, t.params), loss, trial: t.number };
   }
   return { particle, generation, position, velocity, personalBest, globalBest };
 }
@@ -125,7 +124,7 @@ export class ParticleSwarmSampler implements Sampler {
     const { particles, ...coefficients } = this.options;
     const particle = ctx.number % particles;
     const generation = Math.floor(ctx.number / particles);
-    if (generation === 0) return decode(ctx.space, Array.from({ length: spaceDims(ctx.space) }, () => ctx.rng()));
+    if (generation === 0) return randomParams(ctx);
     const s = particleState(ctx, particles, particle, generation);
     // No finished trial yet (all failed or still running): the particle drifts on its velocity.
     const pbest = s.personalBest?.x ?? s.position;

@@ -97,11 +97,24 @@ export const paramDims = (p: Param): number => (p.kind === 'cube' ? p.dims : 1);
 /** Total dimension of the space's unit-cube encoding. */
 export const spaceDims = (space: Space): number => Object.values(space).reduce((s, p) => s + paramDims(p), 0);
 
-const clamp01 = (u: number): number => (u < 0 ? 0 : u > 1 ? 1 : u);
+/** u clamped to [0, 1]. */
+export const clamp01 = (u: number): number => (u < 0 ? 0 : u > 1 ? 1 : u);
 
 /** Values k·step from low that lie within [low, high] (floating error tolerated). */
 function stepCount(low: number, high: number, step: number): number {
   return Math.floor((high - low) / step + 1e-9);
+}
+
+/** The value u of the way from low to high, on the parameter's scale (log or linear); not rounded. */
+function scaled(p: FloatParam | IntParam, u: number): number {
+  return p.log ? Math.exp(Math.log(p.low) + u * (Math.log(p.high) - Math.log(p.low))) : p.low + u * (p.high - p.low);
+}
+
+/** An int parameter's range on its scale, widened by ½ each side: one equal-width bin per integer. */
+function intEdges(p: IntParam): { lo: number; hi: number } {
+  return p.log
+    ? { lo: Math.log(p.low - 0.5 > 0 ? p.low - 0.5 : p.low), hi: Math.log(p.high + 0.5) }
+    : { lo: p.low - 0.5, hi: p.high + 0.5 };
 }
 
 /** Parameter value for a unit coordinate u (or coordinates, for a cube). */
@@ -117,14 +130,12 @@ export function decodeParam(p: Param, u: number[]): ParamValue {
   }
   if (p.kind === 'int') {
     // Equal-width bins per integer, so every value is equally likely under uniform u.
-    const lo = p.log ? Math.log(low - 0.5 > 0 ? low - 0.5 : low) : low - 0.5;
-    const hi = p.log ? Math.log(high + 0.5) : high + 0.5;
+    const { lo, hi } = intEdges(p);
     const y = lo + v * (hi - lo);
     return Math.min(high, Math.max(low, Math.round(p.log ? Math.exp(y) : y)));
   }
   if (v === 0 || v === 1) return v === 0 ? low : high; // exact endpoints, not exp(log(x)) round-off
-  const x = p.log ? Math.exp(Math.log(low) + v * (Math.log(high) - Math.log(low))) : low + v * (high - low);
-  return Math.min(high, Math.max(low, x));
+  return Math.min(high, Math.max(low, scaled(p, v)));
 }
 
 /** low + k·step, rounded to the step's decimals so 0.1 steps print as 0.3, not 0.30000000000000004. */
@@ -152,8 +163,7 @@ export function encodeParam(p: Param, value: ParamValue): number[] {
     return [n === 0 ? 0.5 : clamp01(Math.round((x - low) / p.step) / n)];
   }
   if (p.kind === 'int') {
-    const lo = p.log ? Math.log(low - 0.5 > 0 ? low - 0.5 : low) : low - 0.5;
-    const hi = p.log ? Math.log(high + 0.5) : high + 0.5;
+    const { lo, hi } = intEdges(p);
     return [clamp01(((p.log ? Math.log(x) : x) - lo) / (hi - lo))];
   }
   return [clamp01(p.log ? (Math.log(x) - Math.log(low)) / (Math.log(high) - Math.log(low)) : (x - low) / (high - low))];
@@ -210,7 +220,7 @@ export function gridValues(p: Param, interval: number): ParamValue[] {
     .map((u) => {
       // Interval points in the parameter's own scale, endpoints exact.
       if (p.low === p.high) return p.low;
-      const x = p.log ? Math.exp(Math.log(p.low) + u * (Math.log(p.high) - Math.log(p.low))) : p.low + u * (p.high - p.low);
+      const x = scaled(p, u);
       return p.kind === 'int' ? Math.round(x) : Number(x.toPrecision(12));
     })
     .filter((v) => (seen.has(String(v)) ? false : (seen.add(String(v)), true)));

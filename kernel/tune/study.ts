@@ -299,7 +299,7 @@ export class Study {
   }
 
   /** One line per event, fsynced: a kill between events loses nothing already written. */
-  private write(event: Record<string, unknown>): void {
+  private write(event: object): void {
     if (this.fd < 0) return;
     fs.writeSync(this.fd, JSON.stringify(event) + '\n');
     fs.fsyncSync(this.fd);
@@ -309,7 +309,7 @@ export class Study {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     if (fs.existsSync(file) && fs.statSync(file).size > 0) this.replay(file);
     this.fd = fs.openSync(file, 'a');
-    if (this.records.length === 0 && fs.fstatSync(this.fd).size === 0) this.write(this.header() as unknown as Record<string, unknown>);
+    if (this.records.length === 0 && fs.fstatSync(this.fd).size === 0) this.write(this.header());
   }
 
   /** Rebuild the trials from the file, checking it was made for the same search. */

@@ -10,7 +10,8 @@
  * ones are not modelled (two asks before a tell differ only by their rng).
  */
 import { observations } from './history';
-import { gaussian, normCdf } from './normal';
+import { gaussian, LOG_SQRT_2PI, normCdf } from './normal';
+import { randomParams } from './random';
 import { decode, spaceDims } from './space';
 import type { Sampler, SamplerContext } from './types';
 
@@ -31,8 +32,6 @@ export interface Parzen {
   sigma: number[][];
   weight: number[];
 }
-
-const LOG_SQRT_2PI = 0.5 * Math.log(2 * Math.PI);
 
 /** log of N(x; μ, σ) truncated to [0,1]. */
 function logTruncNormal(x: number, mu: number, sigma: number): number {
@@ -127,7 +126,7 @@ export class TpeSampler implements Sampler {
     const d = spaceDims(ctx.space);
     const obs = observations(ctx);
     const n = obs.y.length;
-    if (ctx.trials.length < (this.options.startupTrials ?? 10) || n < 2) return decode(ctx.space, Array.from({ length: d }, () => ctx.rng()));
+    if (ctx.trials.length < (this.options.startupTrials ?? 10) || n < 2) return randomParams(ctx);
     const multivariate = this.options.multivariate ?? true;
     const order = obs.y.map((_, i) => i).sort((a, b) => obs.y[a] - obs.y[b] || a - b);
     const nGood = Math.min(25, Math.max(1, Math.ceil((this.options.gamma ?? 0.1) * n)));

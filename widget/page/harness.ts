@@ -9,7 +9,7 @@ import type { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { build } from 'esbuild';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const WIDGET_DIR = path.resolve(__dirname, '..');
 export const ROOT_DIR = path.resolve(WIDGET_DIR, '..');
@@ -42,6 +42,13 @@ body[data-jp-theme-light="false"] {
 body { margin: 12px; background: var(--jp-layout-color0); color: var(--jp-ui-font-color1); font-family: var(--jp-ui-font-family); }
 #outputs { width: 1180px; }
 `;
+
+/** Throws, saying how to build it, when the prebuilt extension is missing. */
+export function requireBuiltExtension(): void {
+  if (!fs.existsSync(path.join(LABEXTENSION_DIR, 'package.json'))) {
+    throw new Error(`the built extension is missing at ${LABEXTENSION_DIR}: run \`npm run build:widget\` (npm ci runs it through prepare)`);
+  }
+}
 
 /** Bundles the page into `outDir` (index.html, host.js, host.css). */
 export async function buildWidgetPage(outDir: string): Promise<string> {
@@ -100,9 +107,14 @@ export interface Browser {
   close(): Promise<void>;
 }
 
+/** Throws, saying how to install it, when Chromium is missing. */
+export function requireChromium(): void {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: the widget's page tests run in a real browser. Install it with: apt-get install chromium`);
+}
+
 /** Chromium with WebGL through SwiftShader, in a fresh profile removed on close. */
 export async function launchChromium(viewport = { width: 1240, height: 1100 }): Promise<Browser> {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: the widget's page tests run in a real browser. Install it with: apt-get install chromium`);
+  requireChromium();
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chromatune-widget-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -117,4 +129,11 @@ export async function launchChromium(viewport = { width: 1240, height: 1100 }): 
       fs.rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The browser's page (its first tab), with the page's uncaught errors collected into `errors`. */
+export async function openPage(browser: Browser, errors: string[]): Promise<Page> {
+  const page = browser.context.pages()[0] ?? (await browser.context.newPage());
+  page.on('pageerror', (e) => errors.push(e.message));
+  return page;
 }

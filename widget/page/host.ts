@@ -15,6 +15,7 @@ import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { RenderMimeRegistry, standardRendererFactories } from '@jupyterlab/rendermime';
 import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import '@jupyterlab/outputarea/style/index.js';
+import type { SessionContextLike } from '../src/kernel';
 
 /** Versions of the packages this page shares with extensions, set by the bundler. */
 declare const SHARED_VERSIONS: Record<string, string>;
@@ -76,11 +77,6 @@ export function createRendermime(extensions: IRenderMime.IExtension[]): RenderMi
   const rendermime = new RenderMimeRegistry({ initialFactories: standardRendererFactories });
   for (const e of extensions) rendermime.addFactory(e.rendererFactory, e.rank ?? 0);
   return rendermime;
-}
-
-/** The parts of a session context that outputs and the widget read. */
-export interface SessionContextLike {
-  session: { kernel: services.Kernel.IKernelConnection | null } | null;
 }
 
 /** A panel holding output areas with a session context, as a notebook panel holds its cells. */

@@ -2,7 +2,8 @@
  * A real Jupyter server for the widget's page (see harness.ts): Debian's `jupyter server` with the
  * project's `chromatune` kernel spec installed into a temporary prefix, a token, and the page's origin
  * allowed, so that a page on another port connects to it with @jupyterlab/services as JupyterLab does.
- * Node side only.
+ * Also what the kernel and notebook tests share with it: the check that Jupyter is there, the kernel
+ * installed into a temporary prefix, and running Jupyter's Python. Node side only.
  */
 import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
@@ -15,25 +16,74 @@ import { ROOT_DIR } from './harness';
 /** Jupyter's Python: the `python3` first on PATH may lack Jupyter. */
 export const JUPYTER_PYTHON = '/usr/bin/python3';
 
-const INSTALL_HINT = 'apt-get install jupyter-server jupyter-client python3-ipykernel chromium';
-
-/** Throws, saying how to install it, when jupyter_server is not importable by JUPYTER_PYTHON. */
-export function requireJupyterServer(): void {
-  const r = spawnSync(JUPYTER_PYTHON, ['-c', 'import jupyter_server, jupyter_client'], { encoding: 'utf8' });
+/** Throws, saying what to install, when JUPYTER_PYTHON cannot import `modules`; `purpose` says what needs them. */
+export function requireJupyter(modules: string[], purpose: string, packages: string[]): void {
+  const r = spawnSync(JUPYTER_PYTHON, ['-c', `import ${modules.join(', ')}`], { encoding: 'utf8' });
   if (r.status !== 0) {
-    throw new Error(`jupyter-server is missing for ${JUPYTER_PYTHON} (${(r.stderr || String(r.error)).trim().split('\n').pop()}): these tests run a real Jupyter server. Install it with: ${INSTALL_HINT}`);
+    const why = (r.stderr || String(r.error)).trim().split('\n').pop();
+    throw new Error(`Jupyter is missing for ${JUPYTER_PYTHON} (${why}): ${purpose}. Install it with: apt-get install ${packages.join(' ')}`);
   }
 }
 
+export const requireJupyterServer = (): void =>
+  requireJupyter(['jupyter_server', 'jupyter_client'], 'these tests run a real Jupyter server', ['jupyter-server', 'jupyter-client', 'python3-ipykernel', 'chromium']);
+
 /** Installs the `chromatune` kernel spec into `prefix` with scripts/kernel-install.js; returns the JUPYTER_PATH entry. */
-export function installKernelSpec(prefix: string): string {
+function installKernelSpec(prefix: string): string {
   const r = spawnSync(process.execPath, [path.join(ROOT_DIR, 'scripts', 'kernel-install.js'), '--prefix', prefix], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`installing the chromatune kernel spec failed:\n${r.stderr}`);
   return path.join(prefix, 'share', 'jupyter');
 }
 
+export interface KernelPrefix {
+  /** The temporary prefix (remove it when done); the spec is at share/jupyter/kernels/chromatune. */
+  dir: string;
+  /** Its JUPYTER_PATH entry. */
+  jupyterPath: string;
+  /** This environment with Jupyter finding the kernel there, and a data folder of its own. */
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * A temporary Jupyter prefix with the `chromatune` kernel installed, as the kernel, notebook and
+ * widget-server tests run it: dist/kernel rebuilt first when a source is newer.
+ */
+export function kernelPrefix(name: string): KernelPrefix {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `chromatune-${name}-`));
+  try {
+    buildKernelIfStale(dir);
+    const jupyterPath = installKernelSpec(dir);
+    return { dir, jupyterPath, env: { ...process.env, JUPYTER_PATH: jupyterPath, JUPYTER_DATA_DIR: path.join(dir, 'data'), PYTHONDONTWRITEBYTECODE: '1' } };
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+
+/** Runs JUPYTER_PYTHON with `args` to its end, collecting its output; `input` goes to its stdin. */
+export function runPython(args: string[], o: { cwd: string; env: NodeJS.ProcessEnv; input?: string }): Promise<Ran> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const p = spawn(JUPYTER_PYTHON, args, { cwd: o.cwd, env: o.env });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout, stderr, seconds: (Date.now() - t0) / 1000 }));
+    p.stdin.end(o.input ?? '');
+  });
+}
+
 /** A free local port: bound and released (jupyter is told not to retry others, so a race fails loudly). */
-export function freePort(): Promise<number> {
+function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.unref();
@@ -172,7 +222,7 @@ function staleSources(dir = path.join(ROOT_DIR, 'kernel')): string[] {
  * Compiles the kernel and the library its cells import (dist/kernel, as `npm run build` does) when a
  * source is newer. `workDir` holds the temporary tsconfig. Returns whether it compiled.
  */
-export function buildKernelIfStale(workDir: string): boolean {
+function buildKernelIfStale(workDir: string): boolean {
   if (staleSources().length === 0) return false;
   const config = path.join(workDir, 'tsconfig.kernel.json');
   fs.writeFileSync(

@@ -12,6 +12,12 @@ export interface PixelCount {
   hues: number;
 }
 
+/** A screenshot of the view's 3-D scene, left of its colour bar: the pixels WebGL drew. */
+export async function sceneScreenshot(page: Page): Promise<Buffer> {
+  const box = (await page.locator('.ct-view .ct-scene').boundingBox())!;
+  return page.screenshot({ clip: { x: box.x + 2, y: box.y + 2, width: box.width * 0.84, height: box.height - 4 } });
+}
+
 export async function colouredPixels(page: Page, png: Buffer): Promise<PixelCount> {
   return page.evaluate(async (b64: string) => {
     const w = globalThis as any;

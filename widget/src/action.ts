@@ -47,7 +47,7 @@ export function checkAction(action: SessionAction): SessionAction {
  * JSON as a JavaScript/TypeScript literal. JSON escapes quotes, backslashes and control characters;
  * the two line separators are escaped too, for parsers that predate ES2019.
  */
-export const literal = (v: unknown): string => JSON.stringify(v).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+const literal = (v: unknown): string => JSON.stringify(v).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 
 /** The cell code that applies an action to a live session. */
 export function actionCode(sessionId: string, action: SessionAction): string {

@@ -30,7 +30,7 @@ export function colourAt(scale: ColourScale, q: number): string {
 export const ratingPalette = (scale: ColourScale): Array<{ quality: number; colour: string }> => scale.stops.map(([quality, colour]) => ({ quality, colour }));
 
 /** Relative luminance (sRGB), to choose readable text on a colour. */
-export function luminance(colour: string): number {
+function luminance(colour: string): number {
   const lin = rgb(colour).map((v) => {
     const c = v / 255;
     return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;

@@ -15,7 +15,7 @@ import { ActionAnswer, actionCode, type ActionResult, type SessionAction } from 
 export type KernelLocator = (widget: Widget) => Kernel.IKernelConnection | null | undefined;
 
 /** The parts of an ISessionContext read here. */
-interface SessionContextLike {
+export interface SessionContextLike {
   session: { kernel: Kernel.IKernelConnection | null } | null;
 }
 

@@ -8,7 +8,7 @@
 export const MIME_TYPE = 'application/vnd.chromatune.v1+json';
 /** The newest payload version this widget knows. */
 export const PAYLOAD_VERSION = 1;
-export const WIDGET_NAME = 'chromatune-widget';
+const WIDGET_NAME = 'chromatune-widget';
 
 export type Vec3 = [number, number, number];
 

@@ -31,7 +31,7 @@ export const LIGHT: Theme = {
 };
 
 /** The variables each field is read from, first one set wins. */
-export const THEME_VARIABLES: Record<Exclude<keyof Theme, 'accent'>, string[]> = {
+const THEME_VARIABLES: Record<Exclude<keyof Theme, 'accent'>, string[]> = {
   foreground: ['--jp-ui-font-color1', '--jp-content-font-color1'],
   muted: ['--jp-ui-font-color2', '--jp-content-font-color2'],
   grid: ['--jp-border-color1', '--jp-border-color2'],

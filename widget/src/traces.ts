@@ -96,7 +96,6 @@ export type SceneTrace = Scatter3dTrace | ConeTrace;
 
 /** Corner c of the unit cube: bits (bx, by, bz) with c = bx + 2·by + 4·bz. */
 export const cornerOf = (c: number): Vec3 => [c & 1, (c >> 1) & 1, (c >> 2) & 1];
-export const CORNERS: Vec3[] = Array.from({ length: 8 }, (_, c) => cornerOf(c));
 
 /** Length of a corner line per unit of sub-weight (as in the HTML fallback); a line never runs past its corner. */
 export const CORNER_LENGTH = 0.12;
@@ -127,7 +126,8 @@ export const improvementLength = (slope: number): number => Math.min(0.42, 0.14 
 /** plotly reads hover text as its own small HTML subset: keep data text literal. */
 export const escapeText = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-const fmt = (v: number, digits = 2): string => (Number.isFinite(v) ? (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : String(+v.toFixed(digits))) : '–');
+/** A number for labels: `digits` decimals, exponent form when very large or small, '–' when not finite. */
+export const fmt = (v: number, digits = 2): string => (Number.isFinite(v) ? (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : String(+v.toFixed(digits))) : '–');
 export const fmtVec = (p: Vec3): string => `(${p.map((v) => v.toFixed(2)).join(', ')})`;
 
 /* ----------------------------------------------------------------- scene */
@@ -295,7 +295,7 @@ function target(node: NodePayload, to: Vec3, theme: Theme): Scatter3dTrace {
 }
 
 /** plotly's colour bar from the payload's scale: the legend of every colour in the scene. */
-export function colourBar(scale: ColourScale, theme: Theme): ColourBar {
+function colourBar(scale: ColourScale, theme: Theme): ColourBar {
   return {
     title: { text: scale.title, side: 'right' },
     tickvals: scale.ticks.map(([q]) => q),
@@ -387,7 +387,7 @@ export function sceneLayout(node: NodePayload, theme: Theme) {
 }
 
 /** Runs whose loss curves are drawn: the newest few, each in its run's colour. */
-export const MAX_LOSS_RUNS = 8;
+const MAX_LOSS_RUNS = 8;
 
 export function lossTraces(payload: ChromaPayload): ScatterTrace[] {
   const runs = new Map(payload.runs.map((r) => [r.id, r]));

@@ -15,7 +15,7 @@ import { ratingPalette, textOn } from './colour';
 import { applyAction, type KernelLocator } from './kernel';
 import { MIME_TYPE, validatePayload, viewMessage, type ChromaPayload, type NodePayload, type Vec3 } from './payload';
 import { themeFrom, type Theme } from './theme';
-import { fmtVec, lossLayout, lossTraces, nodeTraces, sceneLayout } from './traces';
+import { fmt, fmtVec, lossLayout, lossTraces, nodeTraces, sceneLayout } from './traces';
 
 /** plotly is 1.75 MB: loaded with the first view, not with JupyterLab. */
 let plotlyModule: Promise<PlotlyStatic> | null = null;
@@ -44,16 +44,14 @@ function chip(quality: number, colour: string, title?: string): HTMLElement {
   return c;
 }
 
-const fmt = (v: number, digits = 3): string => (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : String(+v.toFixed(digits)));
-
 /** Effective settings in one line: a single value, or the range over groups. */
 function valuesLine(values: Record<string, number>): string {
   const v = Object.entries(values);
   if (!v.length) return '';
-  if (v.length <= 2) return v.map(([k, x]) => `${k} ${fmt(x)}`).join(', ');
+  if (v.length <= 2) return v.map(([k, x]) => `${k} ${fmt(x, 3)}`).join(', ');
   const xs = v.map(([, x]) => x);
   const [lo, hi] = [Math.min(...xs), Math.max(...xs)];
-  return lo === hi ? `${fmt(lo)} in all ${v.length} groups` : `${fmt(lo)} … ${fmt(hi)} over ${v.length} groups`;
+  return lo === hi ? `${fmt(lo, 3)} in all ${v.length} groups` : `${fmt(lo, 3)} … ${fmt(hi, 3)} over ${v.length} groups`;
 }
 
 export class ChromaView extends Widget implements IRenderMime.IRenderer {
@@ -437,7 +435,7 @@ export class ChromaView extends Widget implements IRenderMime.IRenderer {
       li.style.borderLeftColor = i.colour;
       li.dataset.input = String(i.index);
       const top = el('div', 'ct-outlier-head');
-      top.append(chip(i.quality, i.colour, `quality ${i.quality.toFixed(3)}`), el('span', 'ct-id', i.id ?? `#${i.index}`), el('span', 'ct-score', `score ${fmt(i.score)}`));
+      top.append(chip(i.quality, i.colour, `quality ${i.quality.toFixed(3)}`), el('span', 'ct-id', i.id ?? `#${i.index}`), el('span', 'ct-score', `score ${fmt(i.score, 3)}`));
       const qa = el('div', 'ct-output-text');
       qa.append(el('span', 'ct-question', i.question), el('span', 'ct-answer', i.answer));
       const reasons = el('ul', 'ct-reasons');
