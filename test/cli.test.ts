@@ -76,8 +76,9 @@ describe('chromatune CLI', () => {
   test('finetune --data writes a run folder with a PEFT adapter, metrics and a report', async () => {
     const out = path.join(dir, 'run');
     const summary = JSON.parse(
-      await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '2', '--batch-size', '4', '--rank', '4', '--out', out, '--json'),
+      await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '2', '--batch-size', '4', '--rank', '4', '--word-dropout', '0.3', '--out', out, '--json'),
     );
+    expect(summary.settings.augment).toEqual({ wordDropout: 0.3 });
     expect(summary.train_examples + summary.validation_examples).toBe(12);
     expect(summary.steps).toBe(2 * Math.ceil(summary.train_examples / 4));
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter', 'adapter_config.json'), 'utf8'));
@@ -96,6 +97,7 @@ describe('chromatune CLI', () => {
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--lr', 'abc')).rejects.toThrow(/--lr expects a number/);
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--rank', '0', '--out', path.join(dir, 'r0'))).rejects.toThrow(/lora\.r must be an integer in \[1, \d+\]/);
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'missing.jsonl'), '--out', path.join(dir, 'r1'))).rejects.toThrow(/missing\.jsonl/);
+    await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--word-dropout', '1', '--out', path.join(dir, 'r2'))).rejects.toThrow(/augment\.wordDropout must be in \[0, 1\), got 1/);
     await expect(run('sample', '--model', modelDir)).rejects.toThrow(/exactly one of --prompt or --question/);
   });
 });

@@ -5,6 +5,7 @@ import { formatCompletion, formatPrompt } from '../kernel/data/example';
 import { examplesTable, loadExamples } from '../kernel/data/load';
 import { tokenizeExample, type TextEncoder } from '../kernel/data/tokenize';
 import { batchIndices, collate, splitValidation } from '../kernel/data/batch';
+import { augmentQuestion, resolveAugment } from '../kernel/data/augment';
 
 let dir: string;
 beforeAll(() => {
@@ -173,5 +174,49 @@ describe('tokenize, collate, batches', () => {
     const two = splitValidation(['a', 'b'], 0.01, 1);
     expect([two.train.length, two.validation.length]).toEqual([1, 1]);
     expect(splitValidation(['a', 'b', 'c'], 0.99, 1).train).toHaveLength(1);
+  });
+});
+
+describe('question augmentation (word dropout)', () => {
+  const q = 'Which county is coextensive with the borough of Brooklyn?';
+  const words = q.slice(0, -1).split(' ');
+  const variants = (a: Parameters<typeof resolveAugment>[0], n = 400) => Array.from({ length: n }, (_, i) => augmentQuestion(q, resolveAugment(a), `0:1:${i}`));
+
+  test('a variant keeps the question mark and an in-order, non-empty subset of the words', () => {
+    for (const v of variants({ wordDropout: 0.5, probability: 1 })) {
+      expect(v.endsWith('?')).toBe(true);
+      const kept = v.slice(0, -1).split(' ');
+      expect(kept.length).toBeGreaterThanOrEqual(1);
+      let j = 0;
+      for (const w of kept) {
+        while (j < words.length && words[j] !== w) j++;
+        expect(j).toBeLessThan(words.length); // each kept word appears after the previous one
+        j++;
+      }
+    }
+  });
+
+  test('drops words at the asked rate and augments the asked fraction of questions', () => {
+    const vs = variants({ wordDropout: 0.3, probability: 0.75 }, 2000);
+    const changed = vs.filter((v) => v !== q);
+    // A changed question lost at least one word; unchanged ones are the untouched 25% plus the rare no-drop draws.
+    expect(changed.length / vs.length).toBeGreaterThan(0.75 * (1 - 0.7 ** words.length) - 0.04);
+    expect(changed.length / vs.length).toBeLessThan(0.75 + 0.04);
+    const keptRate = changed.reduce((n, v) => n + v.split(' ').length, 0) / (changed.length * words.length);
+    expect(keptRate).toBeGreaterThan(0.62);
+    expect(keptRate).toBeLessThan(0.74);
+  });
+
+  test('is a function of the key (same key, same variant; resumed runs see the same batches)', () => {
+    const a = resolveAugment({ wordDropout: 0.4, probability: 1 });
+    expect(augmentQuestion(q, a, '3:2:17')).toBe(augmentQuestion(q, a, '3:2:17'));
+    expect(new Set(Array.from({ length: 20 }, (_, e) => augmentQuestion(q, a, `3:${e}:17`))).size).toBeGreaterThan(10);
+    expect(augmentQuestion('Brooklyn?', a, 'x')).toBe('Brooklyn?'); // one word: nothing to drop
+    expect(variants({ wordDropout: 0 }).every((v) => v === q)).toBe(true);
+  });
+
+  test('bad settings name the field and the valid range', () => {
+    expect(() => resolveAugment({ wordDropout: 1 })).toThrow('augment.wordDropout must be in [0, 1), got 1');
+    expect(() => resolveAugment({ wordDropout: 0.2, probability: 2 })).toThrow('augment.probability must be in [0, 1], got 2');
   });
 });

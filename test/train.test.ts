@@ -421,6 +421,19 @@ describe('finetune', () => {
     expect(maxAbsDiff(runs[0], runs[3])).toBeGreaterThan(1e-6); // dropout is on (and seeded), not ignored
   });
 
+  it('question augmentation changes what is trained, and a resume with other augmentation is refused', async () => {
+    const plain = tinyRun({ train: qaPairs(12, 100) });
+    const aug = tinyRun({ train: qaPairs(12, 100), augment: { wordDropout: 0.5, probability: 1 } });
+    const [a, b] = [await plain.promise, await aug.promise];
+    const [la, lb] = [a.history.map((h) => h.loss), b.history.map((h) => h.loss)];
+    expect(maxAbsDiff(la, lb)).toBeGreaterThan(1e-4);
+    for (const r of [a, b]) r.client.dispose();
+    for (const m of [plain.model, aug.model]) m.dispose();
+    const ck = path.join(dir, 'ck');
+    await tinyRun({ train: qaPairs(12, 100), augment: { wordDropout: 0.5 }, checkpointDir: ck, maxSteps: 2 }).promise;
+    await expect(tinyRun({ train: qaPairs(12, 100), augment: { wordDropout: 0.2 }, checkpointDir: ck, maxSteps: 2, resume: true }).promise).rejects.toThrow(/cannot resume, augment was/);
+  });
+
   /** Checks, at every checkpoint event, that the folder holds exactly one whole checkpoint of that step. */
   function watchCheckpoints(ckpt: string, files: string[], seen: number[]) {
     return (step: number) => {
@@ -435,7 +448,9 @@ describe('finetune', () => {
     ['lora', 8, 3, ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', STATE_FILE].sort()],
     ['full', 4, 2, ['model.safetensors', 'optimizer.safetensors', STATE_FILE].sort()],
   ] as const)('%s: an interrupted run resumed from its checkpoint continues exactly like an uninterrupted one', async (method, N, k, files) => {
-    const common: Partial<FinetuneConfig> = { method, epochs: 2, batchSize: 4, train: qaPairs(method === 'lora' ? 16 : 8), checkpointEvery: k, warmupSteps: 2, weightDecay: 0.01 };
+    // The LoRA run also augments its questions: a resumed run must see the same variants.
+    const augment = method === 'lora' ? { augment: { wordDropout: 0.3 } } : {};
+    const common: Partial<FinetuneConfig> = { method, epochs: 2, batchSize: 4, train: qaPairs(method === 'lora' ? 16 : 8), checkpointEvery: k, warmupSteps: 2, weightDecay: 0.01, ...augment };
     // Uninterrupted.
     const seenA: number[] = [];
     const ckA = path.join(dir, 'a', 'ckpt');

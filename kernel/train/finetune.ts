@@ -8,6 +8,7 @@ import { performance } from 'perf_hooks';
 import { batchIndices, collate, type Batch } from '../data/batch';
 import type { QAExample } from '../data/example';
 import { tokenizeExample, type TokenizedExample } from '../data/tokenize';
+import { type AugmentConfig, augmentQuestion, resolveAugment } from '../data/augment';
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
@@ -41,6 +42,8 @@ export interface FinetuneConfig {
   beta2?: number;
   eps?: number;
   gradClipNorm?: number;
+  /** Question augmentation of question/answer examples (word dropout), fresh every epoch. */
+  augment?: AugmentConfig;
   /** Learning-rate multipliers per parameter group (lora/groups keys, e.g. "h0.attn.A"). */
   groupScales?: Record<string, number>;
   /** Evaluate validation loss every N updates (0: only at the end). */
@@ -129,6 +132,7 @@ export function resolveFinetuneConfig(c: FinetuneConfig) {
     minDelta: c.earlyStopping ? checkRange('earlyStopping.minDelta', c.earlyStopping.minDelta ?? 0, (x) => x >= 0, '>= 0') : 0,
     seed: checkInt('seed', c.seed ?? 0, 0),
     checkpointEvery: checkInt('checkpointEvery', c.checkpointEvery ?? c.evalEvery ?? 0, 0),
+    augment: c.augment ? resolveAugment(c.augment) : undefined,
   };
   if (!SCHEDULES.includes(s.schedule)) throw new RangeError(`schedule must be one of ${SCHEDULES.join(', ')}, got "${s.schedule}"`);
   validateAdamParams({ learningRate: s.learningRate, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, gradClipNorm: s.gradClipNorm, groupScales: s.groupScales });
@@ -188,6 +192,15 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     lora: s.method === 'lora' ? model.activeAdapter?.config ?? null : null,
     trainExamples: train.length,
     trainTokens: train.reduce((n, e) => n + e.ids.length, 0),
+    // Only when set, so checkpoints written before augmentation existed still resume.
+    ...(s.augment && s.augment.wordDropout > 0 ? { augment: s.augment } : {}),
+  };
+  /** Example i as trained in this epoch: its question augmented when asked (pretraining sequences never are). */
+  const trainExample = (i: number, epoch: number): TokenizedExample => {
+    const raw = c.train[i];
+    if (!s.augment || 'ids' in raw) return train[i];
+    const question = augmentQuestion(raw.question, s.augment, `${s.seed}:${epoch}:${i}`);
+    return question === raw.question ? train[i] : tokenizeExample(tokenizer, { question, answer: raw.answer }, context + 1);
   };
   let state: TrainerState = { version: 1, step: 0, history: [], evals: [], bestValLoss: null, bestStep: null, evalsWithoutImprovement: 0, fingerprint };
   if (c.resume && c.checkpointDir && hasCheckpoint(c.checkpointDir)) state = loadCheckpoint(c.checkpointDir, client, fingerprint);
@@ -219,7 +232,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     const step = state.step;
     const epoch = Math.floor(step / stepsPerEpoch);
     const order = batchIndices(train.length, s.batchSize, epoch, s.seed)[step % stepsPerEpoch];
-    const batch = dynamicBatch(order.map((i) => train[i]), context);
+    const batch = dynamicBatch(order.map((i) => trainExample(i, epoch)), context);
     const t0 = performance.now();
     const fb = client.forwardBackward(batch, 'cross_entropy', { seed: s.seed * 1_000_003 + step });
     const diverged = (what: string) => {
