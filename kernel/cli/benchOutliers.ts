@@ -2,8 +2,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { BACKEND_CHOICES } from '../backend';
-import { num } from './common';
-import { positiveInt } from './common';
+import { num, positiveInt } from './common';
 import { progressBar } from './progress';
 
 export function registerBenchOutliers(bench: Command): Command {

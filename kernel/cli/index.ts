@@ -74,7 +74,7 @@ async function runJobCommand(o: Record<string, any>, title: string, train: QAExa
         method: o.method,
         lora: { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
         epochs: o.epochs, batchSize: o.batchSize, maxSteps: o.maxSteps, learningRate: o.lr, schedule: o.schedule,
-        warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: o.wordDropout ? { wordDropout: o.wordDropout } : undefined, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
+        warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: { wordDropout: o.wordDropout }, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
         earlyStopping: o.patience !== undefined ? { patience: o.patience } : undefined,
         seed: o.seed, checkpointEvery: o.evalEvery || 50,
       },

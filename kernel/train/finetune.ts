@@ -134,6 +134,8 @@ export function resolveFinetuneConfig(c: FinetuneConfig) {
     checkpointEvery: checkInt('checkpointEvery', c.checkpointEvery ?? c.evalEvery ?? 0, 0),
     augment: c.augment ? resolveAugment(c.augment) : undefined,
   };
+  // Word dropout 0 is no augmentation: one representation of "off" for the fingerprint and the batches.
+  if (s.augment?.wordDropout === 0) s.augment = undefined;
   if (!SCHEDULES.includes(s.schedule)) throw new RangeError(`schedule must be one of ${SCHEDULES.join(', ')}, got "${s.schedule}"`);
   validateAdamParams({ learningRate: s.learningRate, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, gradClipNorm: s.gradClipNorm, groupScales: s.groupScales });
   if (c.train.length === 0) throw new RangeError('train must hold at least one example');
@@ -193,7 +195,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     trainExamples: train.length,
     trainTokens: train.reduce((n, e) => n + e.ids.length, 0),
     // Only when set, so checkpoints written before augmentation existed still resume.
-    ...(s.augment && s.augment.wordDropout > 0 ? { augment: s.augment } : {}),
+    ...(s.augment ? { augment: s.augment } : {}),
   };
   /** Example i as trained in this epoch: its question augmented when asked (pretraining sequences never are). */
   const trainExample = (i: number, epoch: number): TokenizedExample => {
