@@ -26,6 +26,10 @@ import type { GPT2Config } from '../model/config';
 import type { LoraConfigInput } from '../lora/config';
 import { groupKey, rankPatternByGroup } from '../lora/groups';
 import type { SamplingParams } from '../sample/sampler';
+import { cornerOf } from '../../widget/src/payload';
+
+// The corner order is part of the payload the widget reads; notebooks reach it here, beside the weights.
+export { cornerOf };
 
 export type Vec3 = [number, number, number];
 
@@ -77,12 +81,9 @@ export function checkNodeName(name: string): NodeName {
   return name as NodeName;
 }
 
-/** Bits (bx, by, bz) of corner c. */
-export const cornerBits = (c: number): Vec3 => [c & 1, (c >> 1) & 1, (c >> 2) & 1];
-
 /** The 8 trilinear weights w_c(p); they sum to 1. */
 export function trilinearWeights(p: Vec3): number[] {
-  return Array.from({ length: 8 }, (_, c) => cornerBits(c).reduce((w, b, a) => w * (b ? p[a] : 1 - p[a]), 1));
+  return Array.from({ length: 8 }, (_, c) => cornerOf(c).reduce((w, b, a) => w * (b ? p[a] : 1 - p[a]), 1));
 }
 
 /** Sub-weights s_c = 8·w_c(p) of the node's 8 directions. */

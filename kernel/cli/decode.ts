@@ -19,10 +19,6 @@ export interface DecodeCliOptions extends ModelOpts {
   json?: boolean;
 }
 
-/**
- * Parser of an integer >= 1 flag (also the bench commands'), checked at parse time so that the error
- * names the flag rather than a config field.
- */
 const short = (x: number) => String(Number(x.toFixed(3)));
 const fmt = (x: number | undefined, digits = 3) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
 

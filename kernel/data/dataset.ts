@@ -13,7 +13,7 @@ import { escapeHtml as e } from '../display/html';
 import type { Displayable, MimeBundle } from '../display/mime';
 import { projectPath } from '../paths';
 import type { QAExample } from './example';
-import { DatasetError, examplesTable, FIELD_PAIRS, loadExamples, type LoadOptions } from './load';
+import { DatasetError, examplesTable, FIELD_PAIRS, loadFile, type LoadOptions, type RawRecord } from './load';
 import { type TextEncoder, tokenizeExample, type TokenizedExample } from './tokenize';
 
 /** Extensions tried, in order, for a dataset given by name. */
@@ -93,14 +93,9 @@ export function resolveDataset(fileOrName: string): string {
   throw new DatasetError(`no dataset "${fileOrName}": not a file, and not a shipped dataset (${listDatasets().join(', ') || 'none found'})`);
 }
 
-/** The other fields of each example's JSONL row (the loader keeps only question, answer and id). */
-function jsonlExtras(file: string, examples: QAExample[], used: string[]): Row[] {
-  const lines = fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, '').split('\n');
-  return examples.map((x) => {
-    const row = JSON.parse(lines[x.source.line - 1]) as Row;
-    return Object.fromEntries(Object.entries(row).filter(([k]) => !used.includes(k.toLowerCase())));
-  });
-}
+/** The fields of each row beyond those the examples already carry (`used`, lower-case). */
+const extraFields = (records: RawRecord[], used: string[]): Row[] =>
+  records.map((r) => Object.fromEntries(Object.entries(r.fields).filter(([k]) => !used.includes(k.toLowerCase()))));
 
 export interface OpenOptions extends LoadOptions {
   /** Shown in the display; default the name given, or the file's name. */
@@ -114,14 +109,13 @@ export interface OpenOptions extends LoadOptions {
 export function openDataset(fileOrName: string, o: OpenOptions = {}): Dataset {
   const file = resolveDataset(fileOrName);
   const { name, ...load } = o;
-  const examples = loadExamples(file, load);
+  const { format, records, examples } = loadFile(file, load);
   const isFile = path.resolve(file) === path.resolve(fileOrName);
-  const format = load.format ?? (/\.(jsonl|ndjson)$/i.test(file) ? 'jsonl' : undefined);
   // Fields the examples already carry: the loader's id and question/answer names, or those given.
   const used = ['id', ...FIELD_PAIRS.flat(), load.questionField, load.answerField, load.idField]
     .filter((k): k is string => !!k)
     .map((k) => k.toLowerCase());
-  const extras = format === 'jsonl' ? jsonlExtras(file, examples, used) : [];
+  const extras = format === 'jsonl' ? extraFields(records, used) : [];
   return new Dataset(name ?? (isFile ? path.basename(file) : fileOrName), examples, extras);
 }
 

@@ -54,7 +54,8 @@ function arquero(): Arquero {
 }
 
 /** One parsed row before field validation. */
-interface RawRecord {
+/** One row of the file as parsed: its 1-based line and every field it has. */
+export interface RawRecord {
   line: number;
   fields: Record<string, unknown>;
 }
@@ -66,7 +67,19 @@ export class DatasetError extends Error {
 const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** A parsed dataset file: its format, every row with all its fields, and the examples read from them (same order). */
+export interface LoadedFile {
+  format: DatasetFormat;
+  records: RawRecord[];
+  examples: QAExample[];
+}
+
 export function loadExamples(file: string, opts: LoadOptions = {}): QAExample[] {
+  return loadFile(file, opts).examples;
+}
+
+/** loadExamples, keeping the rows' other fields for callers that show them (openDataset). */
+export function loadFile(file: string, opts: LoadOptions = {}): LoadedFile {
   const ext = path.extname(file).toLowerCase();
   const known = EXTENSIONS[ext];
   const format = opts.format ?? known?.format;
@@ -80,7 +93,7 @@ export function loadExamples(file: string, opts: LoadOptions = {}): QAExample[] 
     : readDelimited(file, text, opts.delimiter ?? known?.delimiter ?? ',');
   if (records.length === 0) throw new DatasetError(`${file}: no examples found`);
   const { question, answer, id } = chooseFields(file, keys, opts);
-  return records.map((r) => toExample(file, r, question, answer, id));
+  return { format, records, examples: records.map((r) => toExample(file, r, question, answer, id)) };
 }
 
 function readJsonl(file: string, text: string): { records: RawRecord[]; keys: string[] } {

@@ -6,7 +6,7 @@
  */
 import { MIME_TYPE, sessionPayload, type ChromaPayload, type NodePayload } from '../chroma/payload';
 import type { ChromaSession } from '../chroma/session';
-import { cornerBits, type Vec3 } from '../chroma/node';
+import { cornerOf, type Vec3 } from '../chroma/node';
 import { clip, fmtNum, qualityChip, safeColour, themedBlock } from './bundles';
 import { escapeHtml as e, lineChart, type Series } from './html';
 import type { MimeBundle } from './mime';
@@ -38,7 +38,7 @@ function view(p: Vec3): Vec3 {
   return [across, z * Math.cos(EL) + away * Math.sin(EL), -away * Math.cos(EL) + z * Math.sin(EL)];
 }
 
-const CORNERS: Vec3[] = Array.from({ length: 8 }, (_, c) => cornerBits(c));
+const CORNERS: Vec3[] = Array.from({ length: 8 }, (_, c) => cornerOf(c));
 const CUBE_W = 250;
 const CUBE_H = 214;
 /** Room around the cube for the axis labels. */

@@ -46,7 +46,7 @@ body { margin: 12px; background: var(--jp-layout-color0); color: var(--jp-ui-fon
 /** Throws, saying how to build it, when the prebuilt extension is missing. */
 export function requireBuiltExtension(): void {
   if (!fs.existsSync(path.join(LABEXTENSION_DIR, 'package.json'))) {
-    throw new Error(`the built extension is missing at ${LABEXTENSION_DIR}: run \`npm run build:widget\` (npm ci runs it through prepare)`);
+    throw new Error(`the built extension is missing at ${LABEXTENSION_DIR}: run \`npm run build:widget\` (npm install runs it through prepare)`);
   }
 }
 

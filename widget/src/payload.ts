@@ -12,6 +12,9 @@ const WIDGET_NAME = 'chromatune-widget';
 
 export type Vec3 = [number, number, number];
 
+/** Corner c of the unit cube: bits (bx, by, bz) with c = bx + 2·by + 4·bz, the order of NodePayload.corners. */
+export const cornerOf = (c: number): Vec3 => [c & 1, (c >> 1) & 1, (c >> 2) & 1];
+
 export interface Axis {
   name: string;
   low: string;

@@ -5,7 +5,7 @@
  * (kernel/display/sessionView.ts) so both views read alike.
  */
 import { colourAt, plotlyColorscale } from './colour';
-import type { ChromaPayload, ColourScale, NodePayload, Vec3 } from './payload';
+import { type ChromaPayload, type ColourScale, cornerOf, type NodePayload, type Vec3 } from './payload';
 import type { Theme } from './theme';
 
 /** What a trace shows, so the view and tests can find it without relying on order. */
@@ -94,8 +94,7 @@ export type SceneTrace = Scatter3dTrace | ConeTrace;
 
 /* --------------------------------------------------------------- geometry */
 
-/** Corner c of the unit cube: bits (bx, by, bz) with c = bx + 2·by + 4·bz. */
-export const cornerOf = (c: number): Vec3 => [c & 1, (c >> 1) & 1, (c >> 2) & 1];
+export { cornerOf };
 
 /** Length of a corner line per unit of sub-weight (as in the HTML fallback); a line never runs past its corner. */
 export const CORNER_LENGTH = 0.12;
