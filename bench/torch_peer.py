@@ -16,11 +16,27 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def _threads_arg(argv):
+    """--threads from the command line, read before torch loads its BLAS."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+# Debian's default libblas is OpenBLAS's pthread build: it ignores torch.set_num_threads and starts
+# a thread per core unless told through the environment before it loads.
+os.environ["OPENBLAS_NUM_THREADS"] = _threads_arg(sys.argv[1:])
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 LORA_TARGETS = ("c_attn", "attn_c_proj", "c_fc", "mlp_c_proj")
 
@@ -278,7 +294,8 @@ def blas_library():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for matrix products (OpenBLAS); PyTorch's own ops run on one, as ChromaTune's do")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     ap.add_argument("--windows", type=int, default=5, help="timed windows per measurement (median)")
@@ -299,9 +316,11 @@ def main():
     ap.add_argument("--gen-len", type=int, default=48)
     args = ap.parse_args()
 
-    # Interop threads can only be set before any parallel work starts, so do it first.
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(args.threads)
+    # Interop threads can only be set before any parallel work starts, so do it first. OpenMP
+    # threads beside OpenBLAS's own (pthread) threads oversubscribe the cores: on 2 cores, 2 of each
+    # trained 3x slower than 1 and 2.
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     configs = {
@@ -310,6 +329,7 @@ def main():
                   n_positions=args.context, context=args.context, vocab=args.vocab, batch=args.batch),
     }
     result = {"peer": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "blas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
               "interop_threads": torch.get_num_interop_threads(), "blas": blas_library(),
               "loadavg_at_start": round(os.getloadavg()[0], 2), "configs": {}}
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:

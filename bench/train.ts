@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import { performance } from 'perf_hooks';
 import * as tf from '../kernel/backend/tf';
 import { type BackendChoice, initBackend, measureMatmulGflops } from '../kernel/backend';
+import { loadBlas } from '../kernel/backend/blas';
 import { median } from '../kernel/stats';
 import type { Batch } from '../kernel/data/batch';
 import { type GPT2Config, makeConfig } from '../kernel/model/config';
@@ -38,6 +39,11 @@ export const BENCH_CASES: Record<'a' | 'b', BenchCase> = {
 export interface CaseFigures {
   lora_train_tokens_per_s: number;
   full_train_tokens_per_s: number;
+  /**
+   * Thread scaling, only when OpenBLAS runs on more than one thread: LoRA training on one thread and
+   * then again on all of them, timed back to back after the other figures (both warm).
+   */
+  lora_threads?: { one: number; all: number };
   sample_tokens_per_s_cache: number;
   sample_tokens_per_s_nocache: number;
   lora_mfu: number;
@@ -118,6 +124,17 @@ function timeSampling(model: GPT2Model, tok: Tokenizer, useCache: boolean, secon
 }
 
 
+/** Runs `f` with OpenBLAS on one thread, then restores `threads`: the thread-scaling peer. */
+function timeOnOneThread(f: () => number, threads: number): number {
+  const blas = loadBlas().addon!;
+  blas.threads(1);
+  try {
+    return f();
+  } finally {
+    blas.threads(threads);
+  }
+}
+
 async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, seconds: number) {
   const info = await initBackend(backend);
   // Peak: the best of a d=128-sized and a larger product (small products understate a BLAS).
@@ -129,9 +146,14 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
     const model = GPT2Model.random(c.config, 1);
     const lora = timeTraining(model, tok, c, 'lora', seconds);
     const full = timeTraining(model, tok, c, 'full', seconds);
+    const threads =
+      info.matmulThreads && info.matmulThreads > 1
+        ? { one: timeOnOneThread(() => timeTraining(model, tok, c, 'lora', seconds), info.matmulThreads), all: timeTraining(model, tok, c, 'lora', seconds) }
+        : undefined;
     model.setTrainingMode('none');
     out[name] = {
       lora_train_tokens_per_s: lora,
+      ...(threads ? { lora_threads: threads } : {}),
       full_train_tokens_per_s: full,
       sample_tokens_per_s_cache: timeSampling(model, tok, true, seconds / 2),
       sample_tokens_per_s_nocache: timeSampling(model, tok, false, seconds / 2),
@@ -143,8 +165,8 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
   return { backend: info, matmul_gflops: matmul, cases: out };
 }
 
-/** Runs bench/torch_peer.py; undefined when python3-torch is not installed. */
-function torchPeer(cases: Array<'a' | 'b'>, seconds: number): Record<string, unknown> | undefined {
+/** Runs bench/torch_peer.py on `threads` threads; undefined when python3-torch is not installed. */
+function torchPeer(cases: Array<'a' | 'b'>, seconds: number, threads: number): Record<string, unknown> | undefined {
   const script = projectPath('bench', 'torch_peer.py');
   const python = '/usr/bin/python3';
   if (!fs.existsSync(script) || !fs.existsSync(python)) return undefined;
@@ -154,7 +176,7 @@ function torchPeer(cases: Array<'a' | 'b'>, seconds: number): Record<string, unk
     return undefined;
   }
   const b = PRESETS.base;
-  const args = [script, '--json', '--threads', '1', '--seconds', String(seconds), '--configs', cases.join(','),
+  const args = [script, '--json', '--threads', String(threads), '--seconds', String(seconds), '--configs', cases.join(','),
     '--n-layer', String(b.n_layer), '--n-embd', String(b.n_embd), '--n-head', String(b.n_head),
     '--context', String(BENCH_CASES.b.context), '--vocab', String(b.vocab_size), '--batch', String(BENCH_CASES.b.batch)];
   return JSON.parse(execFileSync(python, args, { encoding: 'utf8', maxBuffer: 1 << 20 }));
@@ -166,8 +188,10 @@ export async function runTrainBench(opts: BenchOptions = {}) {
   const backends = opts.backends ?? ['wasm', 'cpu'];
   const results: Record<string, Awaited<ReturnType<typeof benchBackend>>> = {};
   for (const b of backends) results[b] = await benchBackend(b, cases, b === 'cpu' ? Math.min(seconds, 3) : seconds);
-  const torch = opts.torch === false ? undefined : torchPeer(cases, seconds);
   const [main, peer] = backends;
+  // The peer gets the thread count of the main backend's matrix products (CHROMATUNE_THREADS).
+  const info = results[main].backend;
+  const torch = opts.torch === false ? undefined : torchPeer(cases, seconds, info.matmulThreads ?? info.threads);
   const ratios: Record<string, Record<string, number>> = {};
   for (const name of cases) {
     const m = results[main].cases[name];
@@ -184,6 +208,7 @@ export async function runTrainBench(opts: BenchOptions = {}) {
       r.sample_cache_vs_torch = m.sample_tokens_per_s_cache / t.sample_tokens_per_s_cache;
     }
     r.sample_cache_speedup = m.sample_tokens_per_s_cache / m.sample_tokens_per_s_nocache;
+    if (m.lora_threads) r.lora_train_threads_vs_1 = m.lora_threads.all / m.lora_threads.one;
     ratios[name] = r;
   }
   return {

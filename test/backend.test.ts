@@ -10,7 +10,10 @@ import {
   initBackend,
   originalKernel,
   resetBackendCache,
+  THREADS_ENV,
+  threadsFromEnv,
 } from '../kernel/backend';
+import * as os from 'os';
 import { loadBlas, setBlasEnabled } from '../kernel/backend/blas';
 
 // Deterministic uniform(-1, 1) data (an LCG), so failures reproduce.
@@ -327,6 +330,7 @@ describe('initBackend', () => {
     expect(a.tfBackend).toBe('wasm');
     expect(a.threads).toBe(1);
     expect(describeBackend(a)).toMatch(/^wasm \((no )?SIMD, 1 thread, (openblas|xnnpack) matmul\)$/);
+    if (a.matmul === 'openblas') expect(a.matmulThreads).toBe(threadsFromEnv());
   });
 
   it('switches on a different explicit choice', async () => {
@@ -375,5 +379,51 @@ describe('initBackend', () => {
     await expect(initBackend('gpu')).rejects.toThrow(/backend 'gpu' was requested but cannot be used: .*tfjs-node-gpu/);
     expect(backendInfo()).toBe(before); // no silent fallback, nothing changed
     expect(tf.getBackend()).toBe('wasm');
+  });
+});
+
+describe('matmul threads (CHROMATUNE_THREADS)', () => {
+  const saved = process.env[THREADS_ENV];
+  afterAll(async () => {
+    if (saved === undefined) delete process.env[THREADS_ENV];
+    else process.env[THREADS_ENV] = saved;
+    resetBackendCache();
+    await initBackend('wasm');
+  });
+
+  it('defaults to one thread and rejects a value that is not a whole number >= 1', () => {
+    expect(threadsFromEnv({})).toBe(1);
+    expect(threadsFromEnv({ [THREADS_ENV]: '' })).toBe(1);
+    expect(threadsFromEnv({ [THREADS_ENV]: ' 3 ' })).toBe(3);
+    for (const bad of ['0', '-2', '1.5', 'two']) {
+      expect(() => threadsFromEnv({ [THREADS_ENV]: bad })).toThrow(new RegExp(`CHROMATUNE_THREADS="${bad}" is not a valid thread count; expected a whole number >= 1 \\(this machine has ${os.availableParallelism()} cores\\)`));
+    }
+  });
+
+  it('sets OpenBLAS threads, and a threaded product equals the one-thread product', async () => {
+    if (!loadBlas().addon) return; // only the OpenBLAS addon is threaded
+    // Large enough that OpenBLAS splits the work (it runs small products on one thread).
+    const [M, K, N] = [192, 256, 320];
+    const a = rand(M * K);
+    const b = rand(K * N);
+    const product = async (threads: number) => {
+      process.env[THREADS_ENV] = String(threads);
+      resetBackendCache();
+      const info = await initBackend('wasm');
+      expect(info.matmulThreads).toBe(threads);
+      expect(loadBlas().addon!.threads()).toBe(threads);
+      expect(describeBackend(info)).toMatch(threads === 1 ? /, openblas matmul\)$/ : new RegExp(`, openblas matmul on ${threads} threads\\)$`));
+      const out = tf.tidy(() => tf.matMul(tf.tensor2d(a, [M, K]), tf.tensor2d(b, [K, N])));
+      const data = out.dataSync().slice();
+      out.dispose();
+      return data;
+    };
+    const one = await product(1);
+    const two = await product(2);
+    expectClose(two, one, 'matMul on 2 threads', true);
+    // And against an independent computation: one entry by a plain loop.
+    let want = 0;
+    for (let k = 0; k < K; k++) want += a[7 * K + k] * b[k * N + 11];
+    expect(two[7 * N + 11]).toBeCloseTo(want, 3);
   });
 });

@@ -19,6 +19,7 @@ import { loadBlas } from './blas';
 export type BackendChoice = 'gpu' | 'node' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['gpu', 'node', 'wasm', 'cpu'];
 export const BACKEND_ENV = 'CHROMATUNE_BACKEND';
+export const THREADS_ENV = 'CHROMATUNE_THREADS';
 
 export interface BackendInfo {
   choice: BackendChoice;
@@ -26,6 +27,8 @@ export interface BackendInfo {
   tfBackend: string;
   simd: boolean;
   threads: number;
+  /** Threads of the native matmul addon (wasm backend with OpenBLAS); absent when there is none. */
+  matmulThreads?: number;
   /** What runs matrix products: 'openblas' (native addon, wasm backend), 'xnnpack' (wasm), or the backend's own. */
   matmul: string;
   /** Why the native matmul is not used, when it is not. */
@@ -53,6 +56,23 @@ export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendCho
     );
   }
   return raw;
+}
+
+/**
+ * Threads for the wasm backend's OpenBLAS matrix products: CHROMATUNE_THREADS, default 1. One thread
+ * keeps a seeded run's numbers the same on every machine (threaded products round differently) and
+ * costs little at this model size: 2 threads trained 1.1x faster on 2 cores for 1.6x the CPU time
+ * (bench/RESULTS.md). Throws on a value that is not a whole number >= 1.
+ */
+export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[THREADS_ENV]?.trim();
+  const cores = os.availableParallelism();
+  if (!raw) return 1;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`${THREADS_ENV}=${JSON.stringify(env[THREADS_ENV])} is not a valid thread count; expected a whole number >= 1 (this machine has ${cores} cores)`);
+  }
+  return n;
 }
 
 function firstLine(e: unknown): string {
@@ -112,8 +132,10 @@ async function load(choice: BackendChoice): Promise<Omit<BackendInfo, 'reasons'>
       // The library disables multithreading under Node; then XNNPACK runs on the calling thread.
       const mt = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
       const blas = loadBlas();
-      const matmul = blas.addon ? 'openblas' : 'xnnpack';
-      return { choice, tfBackend: tf.getBackend(), simd, threads: mt ? Math.max(1, wasm.getThreadsCount()) : 1, matmul, matmulReason: blas.reason };
+      const threads = mt ? Math.max(1, wasm.getThreadsCount()) : 1;
+      if (!blas.addon) return { choice, tfBackend: tf.getBackend(), simd, threads, matmul: 'xnnpack', matmulReason: blas.reason };
+      const matmulThreads = blas.addon.threads(threadsFromEnv());
+      return { choice, tfBackend: tf.getBackend(), simd, threads, matmul: 'openblas', matmulThreads };
     }
     case 'cpu': {
       require('@tensorflow/tfjs-backend-cpu');
@@ -171,11 +193,15 @@ export function backendInfo(): BackendInfo | undefined {
   return current;
 }
 
-/** One line, e.g. "wasm (SIMD, 1 thread)" or "node/tensorflow (16 threads)". */
+/**
+ * One line, e.g. "wasm (SIMD, 1 thread, openblas matmul)" ("openblas matmul on 2 threads" with
+ * CHROMATUNE_THREADS=2) or "node/tensorflow (16 threads)".
+ */
 export function describeBackend(info: BackendInfo): string {
   const name = info.choice === info.tfBackend ? info.choice : `${info.choice}/${info.tfBackend}`;
   const threads = `${info.threads} thread${info.threads === 1 ? '' : 's'}`;
-  const parts = info.choice === 'wasm' ? [info.simd ? 'SIMD' : 'no SIMD', threads, `${info.matmul} matmul`] : [threads];
+  const matmul = `${info.matmul} matmul${info.matmulThreads && info.matmulThreads > 1 ? ` on ${info.matmulThreads} threads` : ''}`;
+  const parts = info.choice === 'wasm' ? [info.simd ? 'SIMD' : 'no SIMD', threads, matmul] : [threads];
   return `${name} (${parts.join(', ')})`;
 }
 
