@@ -76,9 +76,9 @@ describe('chromatune CLI', () => {
   test('finetune --data writes a run folder with a PEFT adapter, metrics and a report', async () => {
     const out = path.join(dir, 'run');
     const summary = JSON.parse(
-      await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '2', '--batch-size', '4', '--rank', '4', '--word-dropout', '0.3', '--out', out, '--json'),
+      await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '2', '--batch-size', '4', '--rank', '4', '--word-dropout', '0.3', '--rare-word-dropout', '0.1', '--augment-probability', '0.9', '--out', out, '--json'),
     );
-    expect(summary.settings.augment).toEqual({ wordDropout: 0.3 });
+    expect(summary.settings.augment).toEqual({ wordDropout: 0.3, rareWordDropout: 0.1, probability: 0.9 });
     expect(summary.train_examples + summary.validation_examples).toBe(12);
     expect(summary.steps).toBe(2 * Math.ceil(summary.train_examples / 4));
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter', 'adapter_config.json'), 'utf8'));
@@ -98,6 +98,8 @@ describe('chromatune CLI', () => {
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--rank', '0', '--out', path.join(dir, 'r0'))).rejects.toThrow(/lora\.r must be an integer in \[1, \d+\]/);
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'missing.jsonl'), '--out', path.join(dir, 'r1'))).rejects.toThrow(/missing\.jsonl/);
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--word-dropout', '1', '--out', path.join(dir, 'r2'))).rejects.toThrow(/augment\.wordDropout must be in \[0, 1\), got 1/);
+    await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--word-dropout', '0.3', '--rare-word-dropout', '0.5', '--out', path.join(dir, 'r3'))).rejects.toThrow(/augment\.rareWordDropout must be in \[0, wordDropout = 0\.3\], got 0\.5/);
+    await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--word-dropout', '0.3', '--augment-probability', '2', '--out', path.join(dir, 'r4'))).rejects.toThrow(/augment\.probability must be in \[0, 1\], got 2/);
     await expect(run('sample', '--model', modelDir)).rejects.toThrow(/exactly one of --prompt or --question/);
   });
 });

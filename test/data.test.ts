@@ -5,7 +5,7 @@ import { formatCompletion, formatPrompt } from '../kernel/data/example';
 import { examplesTable, loadExamples } from '../kernel/data/load';
 import { tokenizeExample, type TextEncoder } from '../kernel/data/tokenize';
 import { batchIndices, collate, splitValidation } from '../kernel/data/batch';
-import { augmentQuestion, resolveAugment } from '../kernel/data/augment';
+import { augmentQuestion, resolveAugment, wordFrequencies } from '../kernel/data/augment';
 
 let dir: string;
 beforeAll(() => {
@@ -215,7 +215,46 @@ describe('question augmentation (word dropout)', () => {
     expect(variants({ wordDropout: 0 }).every((v) => v === q)).toBe(true);
   });
 
+  test('word frequencies count training questions, ignoring case, punctuation and repeats', () => {
+    const f = wordFrequencies(['Which borough is Brooklyn?', 'Which borough, which county?', 'Is SoHo in Manhattan?']);
+    expect(f.questions.get('which')).toBe(2); // twice in the second question: counted once there
+    expect(f.questions.get('borough')).toBe(2);
+    expect(f.questions.get('is')).toBe(2);
+    expect(f.questions.get('soho')).toBe(1);
+    expect(f.questions.get('county')).toBe(1);
+    expect(f.max).toBe(2);
+  });
+
+  test('rareWordDropout keeps rare words and drops common ones, interpolating on log frequency', () => {
+    // 'common' is in all 64 questions, 'mid' in 8, 'rare' in 1: expected drop rates 0.8, 0.1 + 0.7*ln8/ln64 = 0.45, 0.1.
+    const corpus = Array.from({ length: 64 }, (_, i) => `common ${i < 8 ? 'mid' : 'other'} word${i}?`);
+    corpus[0] = 'common mid rare word0?';
+    const freq = wordFrequencies(corpus);
+    expect([freq.questions.get('common'), freq.questions.get('mid'), freq.questions.get('rare'), freq.max]).toEqual([64, 8, 1, 64]);
+    const a = resolveAugment({ wordDropout: 0.8, rareWordDropout: 0.1, probability: 1 });
+    const n = 4000;
+    const kept = { common: 0, mid: 0, rare: 0 };
+    for (let i = 0; i < n; i++) {
+      const v = augmentQuestion('common mid rare word0?', a, `0:0:${i}`, freq).slice(0, -1).split(' ');
+      for (const k of ['common', 'mid', 'rare'] as const) if (v.includes(k)) kept[k]++;
+    }
+    const want = { common: 0.2, mid: 1 - (0.1 + 0.7 * (Math.log(8) / Math.log(64))), rare: 0.9 };
+    // Within 4 binomial standard deviations; the one-word fallback adds a little to each.
+    for (const k of ['common', 'mid', 'rare'] as const) {
+      const sd = Math.sqrt((want[k] * (1 - want[k])) / n);
+      expect(kept[k] / n).toBeGreaterThan(want[k] - 4 * sd);
+      expect(kept[k] / n).toBeLessThan(want[k] + 4 * sd + 0.02);
+    }
+    expect(() => augmentQuestion('common mid rare?', a, 'k')).toThrow(/needs the training questions' word frequencies/);
+  });
+
+  test('rareWordDropout equal to wordDropout is plain word dropout, variant for variant', () => {
+    expect(resolveAugment({ wordDropout: 0.3, rareWordDropout: 0.3 })).toEqual(resolveAugment({ wordDropout: 0.3 }));
+    expect(resolveAugment({ wordDropout: 0.3, rareWordDropout: 0.3 })).not.toHaveProperty('rareWordDropout');
+  });
+
   test('bad settings name the field and the valid range', () => {
+    expect(() => resolveAugment({ wordDropout: 0.3, rareWordDropout: 0.5 })).toThrow('augment.rareWordDropout must be in [0, wordDropout = 0.3], got 0.5');
     expect(() => resolveAugment({ wordDropout: 1 })).toThrow('augment.wordDropout must be in [0, 1), got 1');
     expect(() => resolveAugment({ wordDropout: 0.2, probability: 2 })).toThrow('augment.probability must be in [0, 1], got 2');
   });

@@ -432,6 +432,7 @@ describe('finetune', () => {
     const ck = path.join(dir, 'ck');
     await tinyRun({ train: qaPairs(12, 100), augment: { wordDropout: 0.5 }, checkpointDir: ck, maxSteps: 2 }).promise;
     await expect(tinyRun({ train: qaPairs(12, 100), augment: { wordDropout: 0.2 }, checkpointDir: ck, maxSteps: 2, resume: true }).promise).rejects.toThrow(/cannot resume, augment was/);
+    await expect(tinyRun({ train: qaPairs(12, 100), augment: { wordDropout: 0.5, rareWordDropout: 0.1 }, checkpointDir: ck, maxSteps: 2, resume: true }).promise).rejects.toThrow(/cannot resume, augment was/);
   });
 
   /** Checks, at every checkpoint event, that the folder holds exactly one whole checkpoint of that step. */

@@ -24,7 +24,10 @@ import { DEFAULT_MODEL, dataOptions, list, type ModelOpts, modelOptions, num, op
 export { DEFAULT_MODEL, stopOnInterrupt };
 
 /** Defaults of the main job, chosen by validation token F1 on nyc-qa. */
-const NYC_DEFAULTS = { epochs: 32, batchSize: 16, lr: 4e-3, rank: 64, alpha: 64, dropout: 0.1, wordDropout: 0.3, evalEvery: 54, warmup: 20 };
+const NYC_DEFAULTS = {
+  epochs: 32, batchSize: 16, lr: 4e-3, rank: 64, alpha: 64, dropout: 0.1,
+  wordDropout: 0.6, rareWordDropout: 0.05, augmentProbability: 0.9, evalEvery: 54, warmup: 20,
+};
 
 function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Command {
   return cmd
@@ -38,7 +41,9 @@ function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Co
     .option('--rank <r>', 'LoRA rank', num('--rank'), d.rank ?? 8)
     .option('--alpha <a>', 'LoRA alpha (scale alpha/r)', num('--alpha'), d.alpha ?? 16)
     .option('--dropout <p>', 'LoRA dropout', num('--dropout'), d.dropout ?? 0)
-    .option('--word-dropout <p>', 'question augmentation: drop each question word with this probability, in a fresh 75% of examples each epoch (0: off)', num('--word-dropout'), d.wordDropout ?? 0)
+    .option('--word-dropout <p>', 'question augmentation: drop each question word with this probability, in examples drawn afresh each epoch with --augment-probability (0: off)', num('--word-dropout'), d.wordDropout ?? 0)
+    .option('--rare-word-dropout <p>', 'with --word-dropout: drop a word found in only one training question with this probability instead; commoner words go up to --word-dropout on a log scale (default: all words alike)', num('--rare-word-dropout'), d.rareWordDropout)
+    .option('--augment-probability <f>', 'probability that an example\'s question is augmented in an epoch (default 0.75)', num('--augment-probability'), d.augmentProbability)
     .option('--targets <list>', 'LoRA target modules: qkv,attn_out,mlp_in,mlp_out', list, ['qkv', 'attn_out', 'mlp_in', 'mlp_out'])
     .option('--weight-decay <x>', 'AdamW decoupled weight decay', num('--weight-decay'), 0)
     .option('--grad-clip <x>', 'clip the global gradient norm (0: off)', num('--grad-clip'), 1)
@@ -74,7 +79,7 @@ async function runJobCommand(o: Record<string, any>, title: string, train: QAExa
         method: o.method,
         lora: { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
         epochs: o.epochs, batchSize: o.batchSize, maxSteps: o.maxSteps, learningRate: o.lr, schedule: o.schedule,
-        warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: { wordDropout: o.wordDropout }, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
+        warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: { wordDropout: o.wordDropout, rareWordDropout: o.rareWordDropout, probability: o.augmentProbability }, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
         earlyStopping: o.patience !== undefined ? { patience: o.patience } : undefined,
         seed: o.seed, checkpointEvery: o.evalEvery || 50,
       },

@@ -8,7 +8,7 @@ import { performance } from 'perf_hooks';
 import { batchIndices, collate, type Batch } from '../data/batch';
 import type { QAExample } from '../data/example';
 import { tokenizeExample, type TokenizedExample } from '../data/tokenize';
-import { type AugmentConfig, augmentQuestion, resolveAugment } from '../data/augment';
+import { type AugmentConfig, augmentQuestion, resolveAugment, wordFrequencies } from '../data/augment';
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
@@ -197,11 +197,12 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     // Only when set, so checkpoints written before augmentation existed still resume.
     ...(s.augment ? { augment: s.augment } : {}),
   };
+  const freq = s.augment?.rareWordDropout !== undefined ? wordFrequencies(c.train.flatMap((e) => ('question' in e ? [e.question] : []))) : undefined;
   /** Example i as trained in this epoch: its question augmented when asked (pretraining sequences never are). */
   const trainExample = (i: number, epoch: number): TokenizedExample => {
     const raw = c.train[i];
     if (!s.augment || 'ids' in raw) return train[i];
-    const question = augmentQuestion(raw.question, s.augment, `${s.seed}:${epoch}:${i}`);
+    const question = augmentQuestion(raw.question, s.augment, `${s.seed}:${epoch}:${i}`, freq);
     return question === raw.question ? train[i] : tokenizeExample(tokenizer, { question, answer: raw.answer }, context + 1);
   };
   let state: TrainerState = { version: 1, step: 0, history: [], evals: [], bestValLoss: null, bestStep: null, evalsWithoutImprovement: 0, fingerprint };
