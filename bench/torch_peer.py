@@ -16,23 +16,14 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 
 
-def _threads_arg(argv):
-    """--threads from the command line, read before torch loads its BLAS."""
-    for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return "1"
-
-
 # Debian's default libblas is OpenBLAS's pthread build: it ignores torch.set_num_threads and starts
-# a thread per core unless told through the environment before it loads.
-os.environ["OPENBLAS_NUM_THREADS"] = _threads_arg(sys.argv[1:])
+# a thread per core unless told through the environment before it loads, so --threads is read first.
+_pre = argparse.ArgumentParser(add_help=False)
+_pre.add_argument("--threads", type=int, default=1)
+os.environ["OPENBLAS_NUM_THREADS"] = str(_pre.parse_known_args()[0].threads)
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402

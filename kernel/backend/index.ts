@@ -66,11 +66,10 @@ export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendCho
  */
 export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env[THREADS_ENV]?.trim();
-  const cores = os.availableParallelism();
   if (!raw) return 1;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) {
-    throw new Error(`${THREADS_ENV}=${JSON.stringify(env[THREADS_ENV])} is not a valid thread count; expected a whole number >= 1 (this machine has ${cores} cores)`);
+    throw new Error(`${THREADS_ENV}=${JSON.stringify(env[THREADS_ENV])} is not a valid thread count; expected a whole number >= 1 (this machine has ${os.availableParallelism()} cores)`);
   }
   return n;
 }

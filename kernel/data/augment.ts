@@ -58,10 +58,16 @@ const splitQuestion = (question: string) => {
 
 export function wordFrequencies(questions: string[]): WordFrequencies {
   const counts = new Map<string, number>();
+  let max = 1;
   for (const q of questions) {
-    for (const k of new Set(splitQuestion(q).words.map(wordKey))) if (k) counts.set(k, (counts.get(k) ?? 0) + 1);
+    for (const k of new Set(splitQuestion(q).words.map(wordKey))) {
+      if (!k) continue;
+      const n = (counts.get(k) ?? 0) + 1;
+      counts.set(k, n);
+      max = Math.max(max, n);
+    }
   }
-  return { questions: counts, max: Math.max(1, ...counts.values()) };
+  return { questions: counts, max };
 }
 
 /** Drop probability of one word: wordDropout, or with rareWordDropout the log-frequency interpolation. */

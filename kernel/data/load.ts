@@ -53,7 +53,6 @@ function arquero(): Arquero {
   return arqueroModule;
 }
 
-/** One parsed row before field validation. */
 /** One row of the file as parsed: its 1-based line and every field it has. */
 export interface RawRecord {
   line: number;
