@@ -182,7 +182,7 @@ describe('study, run and dataset bundles', () => {
   test('run: metric table and headline numbers', () => {
     const m = (perplexity: number, f1: number) => ({ examples: 20, loss: Math.log(perplexity), perplexity, exactMatch: f1 / 2, tokenF1: f1, rougeL: f1 });
     const s = {
-      title: 'NYC <QA>', run: 'runs/x', model: 'tiny', backend: {}, method: 'lora', settings: {}, train_examples: 100, validation_examples: 20, steps: 40,
+      title: 'NYC <QA>', run: 'runs/x', model: 'tiny', backend: {}, method: 'lora', settings: {}, train_examples: 100, truncated_train_examples: 0, validation_examples: 20, steps: 40,
       interrupted: false, stopped_early: false, trainable_parameters: 12345, seconds: { base_eval: 1, training: 30, finetuned_eval: 1, total: 32 },
       final_train_loss: 0.8, best_val_loss: 1.2, metrics: { validation: { base: m(12, 0.1), finetuned: m(4, 0.6) } }, l_score: null, output: '',
     } as JobSummary;

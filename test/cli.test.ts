@@ -16,14 +16,21 @@ let dir: string;
 let modelDir: string;
 let model: GPT2Model;
 
+/** What the last run wrote to stderr (logs and warnings). */
+let stderr = '';
+
 /** Runs the CLI and returns what it wrote to stdout. */
 async function run(...args: string[]): Promise<string> {
   let out = '';
+  stderr = '';
   const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
     out += String(chunk);
     return true;
   });
-  const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
   try {
     await main(['node', 'chromatune', ...args]);
   } finally {
@@ -93,6 +100,23 @@ describe('chromatune CLI', () => {
     expect(summary.metrics.validation.finetuned.examples).toBe(summary.validation_examples);
   });
 
+  test('training examples longer than the context are counted and the first is named in a warning', async () => {
+    const data = path.join(dir, 'long.jsonl');
+    const rows = [0, 1, 2, 3].map((i) => ({ question: `Q${i}?`, answer: i === 2 ? 'x'.repeat(150) : `A${i}` }));
+    fs.writeFileSync(data, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const args = ['finetune', '--model', modelDir, '--data', data, '--validation', path.join(dir, 'qa.jsonl'), '--epochs', '1', '--rank', '2', '--json'];
+    const summary = JSON.parse(await run(...args, '--out', path.join(dir, 'long')));
+    expect(summary.truncated_train_examples).toBe(1);
+    // byte tokenizer: one token per byte of "Question: Q2?\nAnswer:", " " + answer and "\n"
+    const tokens = 'Question: Q2?\nAnswer:'.length + 1 + 150 + 1;
+    expect(stderr).toContain(`warning: 1 of 4 training examples are longer than 97 tokens (the model's context of 96 and the token it predicts)`);
+    expect(stderr).toContain(`the first is ${data}:3 (${tokens} tokens)`);
+    expect(fs.readFileSync(path.join(dir, 'long', 'report.html'), 'utf8')).toContain('4 training examples (1 cut to the context), 12 for validation');
+    fs.writeFileSync(data, rows.filter((_, i) => i !== 2).map((r) => JSON.stringify(r)).join('\n') + '\n');
+    expect(JSON.parse(await run(...args, '--out', path.join(dir, 'short'))).truncated_train_examples).toBe(0);
+    expect(stderr).not.toContain('warning');
+  });
+
   test('bad flags give errors that name the flag or field and the valid range', async () => {
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--lr', 'abc')).rejects.toThrow(/--lr expects a number/);
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--rank', '0', '--out', path.join(dir, 'r0'))).rejects.toThrow(/lora\.r must be an integer in \[1, \d+\]/);
@@ -101,5 +125,11 @@ describe('chromatune CLI', () => {
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--word-dropout', '0.3', '--rare-word-dropout', '0.5', '--out', path.join(dir, 'r3'))).rejects.toThrow(/augment\.rareWordDropout must be in \[0, wordDropout = 0\.3\], got 0\.5/);
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--word-dropout', '0.3', '--augment-probability', '2', '--out', path.join(dir, 'r4'))).rejects.toThrow(/augment\.probability must be in \[0, 1\], got 2/);
     await expect(run('sample', '--model', modelDir)).rejects.toThrow(/exactly one of --prompt or --question/);
+    const one = path.join(dir, 'one.csv');
+    fs.writeFileSync(one, 'question,answer\nWhat is 1?,It is 3\n');
+    const tooFew = `${one}: 1 example is too few to split off a validation set`;
+    await expect(run('finetune', '--model', modelDir, '--data', one, '--out', path.join(dir, 'one'))).rejects.toThrow(tooFew);
+    expect(fs.existsSync(path.join(dir, 'one'))).toBe(false);
+    await expect(run('outliers', '--model', modelDir, '--data', one)).rejects.toThrow(tooFew);
   });
 });

@@ -117,6 +117,16 @@ describe('loadExamples: errors name file:line', () => {
     expect(m).toContain('fields seen: foo, bar');
     expect(m).toContain('question/answer, input/output, prompt/completion, instruction/response');
   });
+  test('a named field that is missing, or a named field with no partner, is named in the error', () => {
+    const f = fixture('named.csv', 'q,a\nx,y\n');
+    const load = (o: object) => () => loadExamples(f, o);
+    expect(load({ questionField: 'qq', answerField: 'a' })).toThrow(/named\.csv: question field "qq" not found; fields seen: q, a$/);
+    expect(load({ answerField: 'ans' })).toThrow(/named\.csv: answer field "ans" not found; fields seen: q, a$/);
+    expect(load({ questionField: 'q' })).toThrow(/named\.csv: no answer field found to go with question field "q"; fields seen: q, a; accepted pairs/);
+    expect(load({ questionField: 'Q', answerField: 'A' })().map((e) => [e.question, e.answer])).toEqual([['x', 'y']]);
+    const g = fixture('half.jsonl', '{"query":"x","answer":"y"}\n');
+    expect(loadExamples(g, { questionField: 'query' }).map((e) => [e.question, e.answer])).toEqual([['x', 'y']]);
+  });
   test('empty file', () => expect(err(fixture('empty.jsonl', '\n'))).toMatch(/empty\.jsonl: no examples found/));
 });
 
@@ -174,6 +184,11 @@ describe('tokenize, collate, batches', () => {
     const two = splitValidation(['a', 'b'], 0.01, 1);
     expect([two.train.length, two.validation.length]).toEqual([1, 1]);
     expect(splitValidation(['a', 'b', 'c'], 0.99, 1).train).toHaveLength(1);
+  });
+
+  test('splitValidation: fewer than 2 items is an error naming the data', () => {
+    expect(() => splitValidation(['a'], 0.1, 0, 'mine.csv')).toThrow('mine.csv: 1 example is too few to split off a validation set (at least 2 are needed)');
+    expect(() => splitValidation([], 0.1, 0)).toThrow('the data: 0 examples are too few');
   });
 });
 

@@ -124,7 +124,7 @@ export function buildProgram(): Command {
     .option('--answer-field <name>', 'field holding the answer (default: detected)')
     .action(async (o) => {
       const data = loadExamples(o.data, dataOptions(o));
-      const split = o.validation ? { train: data, validation: loadExamples(o.validation, dataOptions(o)) } : splitValidation(data, o.valFraction, o.seed);
+      const split = o.validation ? { train: data, validation: loadExamples(o.validation, dataOptions(o)) } : splitValidation(data, o.valFraction, o.seed, o.data);
       await runJobCommand(o, `Fine-tuning on ${path.basename(o.data)}`, split.train, split.validation, { validation: split.validation });
     });
 

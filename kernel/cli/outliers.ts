@@ -69,8 +69,7 @@ export function registerOutliers(program: Command): Command {
       const data = loadExamples(o.data, dataOptions(o));
       const split: { train: QAExample[]; validation: QAExample[] } = o.validation
         ? { train: data, validation: loadExamples(o.validation, dataOptions(o)) }
-        : splitValidation(data, o.valFraction, o.seed);
-      if (split.validation.length === 0) throw new Error(`${o.data}: too few examples to split off references; pass --validation FILE`);
+        : splitValidation(data, o.valFraction, o.seed, o.data);
       const { model, tokenizer } = await openModel(o as ModelOpts, o.json);
       const log = (line: string) => process.stderr.write(line + '\n');
       const { checkpoints, onProgress: recordCheckpoint } = tracinCheckpoints(model);

@@ -34,7 +34,7 @@ export function registerSweep(program: Command): void {
       const nyc = (name: string) => loadExamples(projectPath('datasets', 'nyc-qa', `${name}.jsonl`));
       let train = o.data ? loadExamples(o.data, dataOptions(o)) : nyc('train');
       let validation = o.validation ? loadExamples(o.validation, dataOptions(o)) : o.data ? undefined : nyc('validation');
-      if (!validation) ({ train, validation } = splitValidation(train, 0.1, o.seed));
+      if (!validation) ({ train, validation } = splitValidation(train, 0.1, o.seed, o.data));
       if (o.quick) {
         train = train.slice(0, QUICK.train);
         validation = validation!.slice(0, QUICK.validation);

@@ -61,13 +61,14 @@ export function batchIndices(n: number, batchSize: number, epoch: number, seed: 
 }
 
 /**
- * Deterministic train/validation split: round(n*fraction) items (at least 1 in each part when n >= 2)
- * chosen by a seeded shuffle; both parts keep the original order, which is easier to inspect.
+ * Deterministic train/validation split: round(n*fraction) items (at least 1 in each part) chosen by a
+ * seeded shuffle; both parts keep the original order, which is easier to inspect. `source` names the
+ * data in the error for fewer than 2 items, which leave nothing to train or nothing to validate on.
  */
-export function splitValidation<T>(items: T[], fraction: number, seed: number): { train: T[]; validation: T[] } {
+export function splitValidation<T>(items: T[], fraction: number, seed: number, source = 'the data'): { train: T[]; validation: T[] } {
   if (!(fraction > 0 && fraction < 1)) throw new Error(`validation fraction must be in (0, 1), got ${fraction}`);
   const n = items.length;
-  if (n < 2) return { train: [...items], validation: [] };
+  if (n < 2) throw new RangeError(`${source}: ${n} example${n === 1 ? ' is' : 's are'} too few to split off a validation set (at least 2 are needed); add examples or give a separate validation file`);
   const nVal = Math.min(n - 1, Math.max(1, Math.round(n * fraction)));
   const inVal = new Set(permutation(n, `split:${seed}`).slice(0, nVal));
   return { train: items.filter((_, i) => !inVal.has(i)), validation: items.filter((_, i) => inVal.has(i)) };

@@ -286,24 +286,23 @@ function findKey(keys: string[], want: string): string | undefined {
 }
 
 function chooseFields(file: string, keys: string[], opts: LoadOptions): { question: string; answer: string; id?: string } {
-  let detected: [string, string] | undefined;
-  for (const [q, a] of FIELD_PAIRS) {
-    const qk = findKey(keys, q);
-    const ak = findKey(keys, a);
-    if (qk && ak) {
-      detected = [qk, ak];
-      break;
-    }
-  }
-  const question = opts.questionField ?? detected?.[0];
-  const answer = opts.answerField ?? detected?.[1];
-  if (!question || !answer) {
+  const seen = `fields seen: ${keys.join(', ') || '(none)'}`;
+  const named = (role: 'question' | 'answer', want: string): string => {
+    const k = findKey(keys, want);
+    if (!k) throw new DatasetError(`${file}: ${role} field "${want}" not found; ${seen}`);
+    return k;
+  };
+  const given = { question: opts.questionField && named('question', opts.questionField), answer: opts.answerField && named('answer', opts.answerField) };
+  // A given field fixes its side of the pair; the other side comes from the first pair that fits.
+  const pair = FIELD_PAIRS.map(([q, a]) => [given.question || findKey(keys, q), given.answer || findKey(keys, a)]).find(([q, a]) => q && a);
+  if (!pair) {
+    const missing = given.question ? `no answer field found to go with question field "${given.question}"` : given.answer ? `no question field found to go with answer field "${given.answer}"` : 'no question/answer field pair found';
     throw new DatasetError(
-      `${file}: no question/answer field pair found; fields seen: ${keys.join(', ') || '(none)'}; ` +
-        `accepted pairs: ${FIELD_PAIRS.map((p) => p.join('/')).join(', ')} (or set questionField/answerField)`,
+      `${file}: ${missing}; ${seen}; accepted pairs: ${FIELD_PAIRS.map((p) => p.join('/')).join(', ')} ` +
+        '(or name the fields: questionField/answerField, or --question-field/--answer-field on the command line)',
     );
   }
-  return { question, answer, id: opts.idField ?? findKey(keys, 'id') };
+  return { question: pair[0]!, answer: pair[1]!, id: opts.idField ?? findKey(keys, 'id') };
 }
 
 function textField(file: string, r: RawRecord, key: string, role: string): string {

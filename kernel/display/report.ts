@@ -47,7 +47,7 @@ table.answers td{max-width:260px}.f1{display:block;color:#777;font-size:11px}
 .meta{color:#555}
 </style></head><body>
 <h1>${e(s.title)}</h1>
-<p class="meta">run <code>${e(s.run)}</code> · base model <code>${e(s.model)}</code> · ${e(s.method)} · ${s.steps} steps · ${s.trainable_parameters} trainable parameters · ${s.seconds.total.toFixed(0)} s in all</p>
+<p class="meta">run <code>${e(s.run)}</code> · base model <code>${e(s.model)}</code> · ${e(s.method)} · ${s.train_examples} training examples${s.truncated_train_examples ? ` (${s.truncated_train_examples} cut to the context)` : ''}, ${s.validation_examples} for validation · ${s.steps} steps · ${s.trainable_parameters} trainable parameters · ${s.seconds.total.toFixed(0)} s in all</p>
 <h2>Metrics: base model against fine-tuned</h2>
 <table><thead><tr><th>split</th><th>n</th><th colspan="2">perplexity (base, tuned)</th><th colspan="2">exact match %</th><th colspan="2">token F1 %</th><th colspan="2">ROUGE-L %</th></tr></thead><tbody>${metricRows}</tbody></table>
 <h2>Loss</h2>${lossChart}${lrChart}

@@ -11,6 +11,7 @@ import type { Tokenizer } from '../tokenizer';
 import { saveAdapter } from '../lora/peft';
 import { saveModel } from '../model/io';
 import { TrainingClient } from '../train/client';
+import { tokenizeExample } from '../data/tokenize';
 import { finetune, type FinetuneConfig, type FinetuneResult, type ProgressEvent } from '../train/finetune';
 import { evaluate, type EvalResult } from '../eval';
 import { backendInfo, measureMatmulGflops } from '../backend';
@@ -51,6 +52,8 @@ export interface JobSummary {
   method: string;
   settings: Record<string, unknown>;
   train_examples: number;
+  /** Training examples longer than the context, trained on with their answer's tail cut off. */
+  truncated_train_examples: number;
   validation_examples: number;
   steps: number;
   interrupted: boolean;
@@ -67,6 +70,21 @@ export interface JobSummary {
 
 const strip = ({ answers: _a, ...m }: EvalResult): SplitMetrics => m;
 
+/** Counts the training examples that do not fit the context, and says so: training cuts them silently. */
+function truncatedExamples(o: JobOptions): number {
+  const window = o.model.config.n_positions + 1; // inputs plus the shifted target
+  const long = o.train.filter((ex) => tokenizeExample(o.tokenizer, ex, window).truncated);
+  if (long.length > 0) {
+    const ex = long[0];
+    const first = tokenizeExample(o.tokenizer, ex);
+    o.log?.(
+      `warning: ${long.length} of ${o.train.length} training examples are longer than ${window} tokens (the model's context of ${window - 1} and the token it predicts) and are cut from the end, ` +
+        `so the tail of their answers is not learned; the first is ${ex.source.file}:${ex.source.line} (${first.ids.length} tokens)`,
+    );
+  }
+  return long.length;
+}
+
 export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; result: FinetuneResult; answers: Record<string, { base: EvalResult; finetuned: EvalResult }> }> {
   const log = o.log ?? (() => undefined);
   const t0 = performance.now();
@@ -80,6 +98,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     }
     return out;
   };
+  const truncated = truncatedExamples(o);
   o.model.setActiveAdapter(null);
   const base = o.base ?? evalAll('base model');
   const tBase = performance.now();
@@ -125,6 +144,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     method,
     settings: { ...o.training },
     train_examples: o.train.length,
+    truncated_train_examples: truncated,
     validation_examples: o.validation.length,
     steps: result.steps,
     interrupted: result.interrupted,

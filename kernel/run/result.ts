@@ -149,8 +149,8 @@ export async function fineTuneRun(o: FineTuneRunOptions): Promise<RunResult> {
   let train = examplesOf(trainIn);
   let validation: QAExample[];
   if (validationIn !== undefined) validation = examplesOf(validationIn);
-  else ({ train, validation } = splitValidation(train, validationFraction ?? 0.1, training.seed ?? 0));
-  if (validation.length === 0) throw new RangeError('fineTuneRun needs validation examples: give validation, or more than one training example');
+  else ({ train, validation } = splitValidation(train, validationFraction ?? 0.1, training.seed ?? 0, 'train'));
+  if (validation.length === 0) throw new RangeError('fineTuneRun: validation is empty; give validation examples, or leave it out to split them off train');
   const evalSplits = splitsIn ? Object.fromEntries(Object.entries(splitsIn).map(([k, v]) => [k, examplesOf(v)])) : { validation };
   const run = out ? runPaths(out) : createRunDir(runsDir ?? 'runs');
   fs.mkdirSync(run.dir, { recursive: true });
