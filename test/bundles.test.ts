@@ -180,18 +180,19 @@ describe('study, run and dataset bundles', () => {
   });
 
   test('run: metric table and headline numbers', () => {
-    const m = (perplexity: number, f1: number) => ({ examples: 20, loss: Math.log(perplexity), perplexity, exactMatch: f1 / 2, tokenF1: f1, rougeL: f1 });
+    const m = (perplexity: number, f1: number, recited: number) => ({ examples: 20, loss: Math.log(perplexity), perplexity, exactMatch: f1 / 2, tokenF1: f1, rougeL: f1, recited });
     const s = {
       title: 'NYC <QA>', run: 'runs/x', model: 'tiny', backend: {}, method: 'lora', settings: {}, train_examples: 100, truncated_train_examples: 0, validation_examples: 20, steps: 40,
       interrupted: false, stopped_early: false, trainable_parameters: 12345, seconds: { base_eval: 1, training: 30, finetuned_eval: 1, total: 32 },
-      final_train_loss: 0.8, best_val_loss: 1.2, metrics: { validation: { base: m(12, 0.1), finetuned: m(4, 0.6) } }, l_score: null, output: '',
+      final_train_loss: 0.8, best_val_loss: 1.2, metrics: { validation: { base: m(12, 0.1, 0), finetuned: m(4, 0.6, 0.35) } }, l_score: null, output: '',
     } as JobSummary;
     const b = runBundle(s);
     const h = b['text/html'] as string;
     expect(h).toContain('NYC &lt;QA&gt;');
     expect(h).toContain('<td class="num ct-up">4</td>'); // perplexity fell: better
     expect(h).toContain('<td class="num ct-up">60.0</td>');
-    expect(b['text/plain']).toContain('validation (20): perplexity 12 → 4, token F1 10.0% → 60.0%');
+    expect(h).toContain('<td class="num ct-down">35.0</td>'); // more recited answers: worse
+    expect(b['text/plain']).toContain('validation (20): perplexity 12 → 4, token F1 10.0% → 60.0%, recited 0.0% → 35.0%');
   });
 
   test('dataset: first rows and counts', () => {

@@ -98,6 +98,20 @@ describe('chromatune CLI', () => {
     expect(html).toMatch(/^<!doctype html>/);
     expect(html).not.toMatch(/<script|https?:\/\//);
     expect(summary.metrics.validation.finetuned.examples).toBe(summary.validation_examples);
+    // recited: the share of validation answers that are a training answer other than their reference,
+    // recomputed here from answers.jsonl and the training file with a plain lower-case comparison
+    const trainRows = fs.readFileSync(path.join(dir, 'qa.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const rows = fs.readFileSync(path.join(out, 'answers.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const trainAnswers = new Set(trainRows.map((r) => r.completion.toLowerCase()).filter((a) => !rows.some((r: { reference: string }) => r.reference.toLowerCase() === a)));
+    const expected = rows.filter((r) => trainAnswers.has(r.finetuned.trim().toLowerCase()) && r.finetuned.trim().toLowerCase() !== r.reference.toLowerCase()).length / rows.length;
+    expect(summary.metrics.validation.finetuned.recited).toBeCloseTo(expected, 10);
+    expect(rows.map((r) => r.finetuned_recited).reduce((a: number, b: number) => a + b, 0) / rows.length).toBeCloseTo(expected, 10);
+    const evalArgs = ['eval', '--model', modelDir, '--adapter', path.join(out, 'adapter'), '--data', path.join(dir, 'qa.jsonl'), '--json'];
+    const withTrain = JSON.parse(await run(...evalArgs, '--train', path.join(dir, 'qa.jsonl')));
+    const own = new Set(trainRows.map((r) => r.completion.toLowerCase()));
+    const recitedHere = withTrain.answers.filter((a: { answer: string; reference: string }) => own.has(a.answer.trim().toLowerCase()) && a.answer.trim().toLowerCase() !== a.reference.toLowerCase()).length;
+    expect(withTrain.recited).toBeCloseTo(recitedHere / 12, 10);
+    expect(JSON.parse(await run(...evalArgs)).recited).toBeUndefined();
   });
 
   test('training examples longer than the context are counted and the first is named in a warning', async () => {

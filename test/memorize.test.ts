@@ -17,6 +17,8 @@ import { GPT2Model } from '../kernel/model/gpt2';
 import type { Tokenizer } from '../kernel/tokenizer';
 import { generate } from '../kernel/sample/generate';
 import { finetune } from '../kernel/train/finetune';
+import { TrainingClient } from '../kernel/train/client';
+import { evaluate } from '../kernel/eval';
 import { bitIdentical, byteTokenizer, prng, qaPairs, snapshot } from './engine-helpers';
 
 beforeAll(async () => {
@@ -56,6 +58,17 @@ it('full fine-tuning from random weights memorises 16 question/answer pairs', as
   expect(r.trainableParameters).toBe(model.parameterCount());
   expect(r.history[r.history.length - 1].loss).toBeLessThan(0.1);
   expect(wrongAnswers(model, tok, targets)).toEqual([]);
+  // Asked a trained question whose true answer is something else, the model recites what it was
+  // taught: every answer counts as recited. On the trained questions themselves, none does.
+  const trainAnswers = targets.map((t) => t.answer);
+  const client = new TrainingClient(model, tok, 'none');
+  const probe = targets.slice(0, 8).map((t, i) => ({ ...t, answer: `It is never ${i}` }));
+  const asked = evaluate(client, probe, { trainAnswers });
+  expect([asked.recited, asked.exactMatch]).toEqual([1, 0]);
+  expect(asked.answers.map((a) => a.recited)).toEqual(probe.map(() => 1));
+  const own = evaluate(client, targets, { trainAnswers });
+  expect([own.recited, own.exactMatch]).toEqual([0, 1]);
+  expect(evaluate(client, probe).recited).toBeUndefined();
   r.client.dispose();
   model.dispose();
 });

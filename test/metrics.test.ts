@@ -1,4 +1,4 @@
-import { exactMatch, lcsLength, normalizeAnswer, rougeL, tokenF1 } from '../kernel/eval/metrics';
+import { exactMatch, lcsLength, normalizeAnswer, recited, rougeL, tokenF1 } from '../kernel/eval/metrics';
 
 /** Longest common subsequence by brute force over the subsequences of the shorter list. */
 function bruteLcs(a: string[], b: string[]): number {
@@ -48,5 +48,14 @@ describe('answer metrics', () => {
     // order matters for ROUGE-L but not for F1
     expect(rougeL('york new', 'new york')).toBeCloseTo(0.5, 10);
     expect(tokenF1('york new', 'new york')).toBe(1);
+  });
+
+  test('recited: a trained answer other than the reference, after normalisation', () => {
+    const known = new Set(['bronx', 'in 1898'].map(normalizeAnswer));
+    expect(recited('The Bronx', 'Queens', known)).toBe(1); // taught for another question
+    expect(recited('the bronx.', 'The Bronx', known)).toBe(0); // right answer, not a recitation
+    expect(recited('Bronx Zoo', 'Queens', known)).toBe(0); // not an answer it was taught
+    expect(recited('In 1898!', 'In 1931', known)).toBe(1);
+    expect(recited('anything', 'x', new Set())).toBe(0);
   });
 });

@@ -136,17 +136,20 @@ export function buildProgram(): Command {
       await runJobCommand(o, 'LoRA fine-tuning on nyc-qa', load('train'), validation, { validation, test: load('test'), held_out_facts: load('held_out_facts') });
     });
 
-  modelOptions(program.command('eval').description('perplexity of the reference answers; exact match, token F1 and ROUGE-L of greedy answers'))
+  modelOptions(program.command('eval').description('perplexity of the reference answers; exact match, token F1 and ROUGE-L of greedy answers (with --train, the share that recite a training answer)'))
     .requiredOption('--data <file>', 'question/answer file')
     .option('--question-field <name>', 'field holding the question')
     .option('--answer-field <name>', 'field holding the answer')
     .option('--limit <n>', 'evaluate only the first N examples', num('--limit'))
+    .option('--train <file>', 'the training data: also report the share of answers that recite one of its answers for another question')
     .option('--json', 'print JSON')
     .action(async (o) => {
       const { model, tokenizer } = await openModel(o, o.json);
       const examples = loadExamples(o.data, dataOptions(o)).slice(0, o.limit);
-      const r = evaluate(new TrainingClient(model, tokenizer, 'none'), examples);
-      print(o.json, r, () => `examples ${r.examples}  loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  exact match ${(100 * r.exactMatch).toFixed(1)}%  token F1 ${r.tokenF1.toFixed(3)}  ROUGE-L ${r.rougeL.toFixed(3)}`);
+      const trainAnswers = o.train ? loadExamples(o.train, dataOptions(o)).map((ex) => ex.answer) : undefined;
+      const r = evaluate(new TrainingClient(model, tokenizer, 'none'), examples, { trainAnswers });
+      const recited = r.recited === undefined ? '' : `  recited ${(100 * r.recited).toFixed(1)}%`;
+      print(o.json, r, () => `examples ${r.examples}  loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(2)}  exact match ${(100 * r.exactMatch).toFixed(1)}%  token F1 ${r.tokenF1.toFixed(3)}  ROUGE-L ${r.rougeL.toFixed(3)}${recited}`);
     });
 
   modelOptions(program.command('sample').description('generate completions for a prompt'))

@@ -164,7 +164,7 @@ export function runBundle(s: JobSummary): MimeBundle {
   const rows = splits
     .map(
       ([split, m]) =>
-        `<tr><th>${e(split)}</th><td class="num">${m.base.examples}</td>${cells(m.base.perplexity, m.finetuned.perplexity, false, false)}${cells(m.base.exactMatch, m.finetuned.exactMatch, true, true)}${cells(m.base.tokenF1, m.finetuned.tokenF1, true, true)}${cells(m.base.rougeL, m.finetuned.rougeL, true, true)}</tr>`,
+        `<tr><th>${e(split)}</th><td class="num">${m.base.examples}</td>${cells(m.base.perplexity, m.finetuned.perplexity, false, false)}${cells(m.base.exactMatch, m.finetuned.exactMatch, true, true)}${cells(m.base.tokenF1, m.finetuned.tokenF1, true, true)}${cells(m.base.rougeL, m.finetuned.rougeL, true, true)}${m.base.recited !== undefined && m.finetuned.recited !== undefined ? cells(m.base.recited, m.finetuned.recited, true, false) : '<td class="num">-</td><td class="num">-</td>'}</tr>`,
     )
     .join('');
   const facts: Array<[string, string]> = [
@@ -177,7 +177,7 @@ export function runBundle(s: JobSummary): MimeBundle {
   if (s.l_score) facts.push([`L-score (${s.l_score.split})`, fmtNum(s.l_score.L)]);
   const status = s.interrupted ? 'interrupted' : s.stopped_early ? 'stopped early' : 'complete';
   const table = splits.length
-    ? `<table><thead><tr><th>split</th><th class="num">n</th><th class="num" colspan="2">perplexity (base, tuned)</th><th class="num" colspan="2">exact match %</th><th class="num" colspan="2">token F1 %</th><th class="num" colspan="2">ROUGE-L %</th></tr></thead><tbody>${rows}</tbody></table>`
+    ? `<table><thead><tr><th>split</th><th class="num">n</th><th class="num" colspan="2">perplexity (base, tuned)</th><th class="num" colspan="2">exact match %</th><th class="num" colspan="2">token F1 %</th><th class="num" colspan="2">ROUGE-L %</th><th class="num" colspan="2" title="answers that repeat the answer of another trained question: on facts never trained on, made up">recited %</th></tr></thead><tbody>${rows}</tbody></table>`
     : '<div class="ct-note">No metrics: the run did not finish.</div>';
   const html = themedBlock(
     'ct-run',
@@ -188,7 +188,7 @@ export function runBundle(s: JobSummary): MimeBundle {
   const text = [
     `${s.title}: run ${s.run} (${s.method} on ${shownPath(s.model)}, ${status})`,
     facts.map(([k, v]) => `${k} ${v}`).join(', '),
-    ...splits.map(([split, m]) => `  ${split} (${m.base.examples}): perplexity ${fmtNum(m.base.perplexity)} → ${fmtNum(m.finetuned.perplexity)}, token F1 ${pct(m.base.tokenF1)}% → ${pct(m.finetuned.tokenF1)}%`),
+    ...splits.map(([split, m]) => `  ${split} (${m.base.examples}): perplexity ${fmtNum(m.base.perplexity)} → ${fmtNum(m.finetuned.perplexity)}, token F1 ${pct(m.base.tokenF1)}% → ${pct(m.finetuned.tokenF1)}%${m.finetuned.recited !== undefined ? `, recited ${pct(m.base.recited ?? 0)}% → ${pct(m.finetuned.recited)}%` : ''}`),
   ].join('\n');
   return { 'text/html': html, 'text/plain': text };
 }

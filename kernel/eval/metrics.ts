@@ -23,6 +23,16 @@ export function exactMatch(prediction: string, reference: string): number {
   return normalizeAnswer(prediction) === normalizeAnswer(reference) ? 1 : 0;
 }
 
+/**
+ * 1 when the prediction is, after normalisation, one of `known` (the training answers) but not the
+ * reference: the model recites an answer it was taught for another question. On questions about facts
+ * never trained on, the share of such answers measures hallucination.
+ */
+export function recited(prediction: string, reference: string, known: ReadonlySet<string>): number {
+  const p = normalizeAnswer(prediction);
+  return p !== normalizeAnswer(reference) && known.has(p) ? 1 : 0;
+}
+
 /** Harmonic mean of token precision and recall, counting repeated tokens (a bag of words). */
 export function tokenF1(prediction: string, reference: string): number {
   const p = answerTokens(prediction);

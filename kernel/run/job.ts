@@ -90,10 +90,11 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
   const t0 = performance.now();
   const evalAll = (label: string) => {
     const client = new TrainingClient(o.model, o.tokenizer, 'none');
+    const trainAnswers = o.train.map((ex) => ex.answer);
     const out: Record<string, EvalResult> = {};
     for (const [name, rows] of Object.entries(o.evalSplits)) {
       const t = performance.now();
-      out[name] = evaluate(client, rows);
+      out[name] = evaluate(client, rows, { trainAnswers });
       log(`${label} on ${name} (${rows.length}): token F1 ${out[name].tokenF1.toFixed(3)}, perplexity ${out[name].perplexity.toFixed(2)} [${((performance.now() - t) / 1000).toFixed(1)} s]`);
     }
     return out;
@@ -160,7 +161,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
   if (!result.interrupted) {
     writeSummary(o.run, summary as unknown as Record<string, unknown>);
     const lines = Object.entries(answers).flatMap(([split, r]) =>
-      r.base.answers.map((b, i) => JSON.stringify({ split, id: b.id, question: b.question, reference: b.reference, base: b.answer, finetuned: r.finetuned.answers[i].answer, base_f1: b.tokenF1, finetuned_f1: r.finetuned.answers[i].tokenF1 })),
+      r.base.answers.map((b, i) => JSON.stringify({ split, id: b.id, question: b.question, reference: b.reference, base: b.answer, finetuned: r.finetuned.answers[i].answer, base_f1: b.tokenF1, finetuned_f1: r.finetuned.answers[i].tokenF1, finetuned_recited: r.finetuned.answers[i].recited })),
     );
     writeFileAtomic(path.join(o.run.dir, 'answers.jsonl'), lines.join('\n') + '\n');
     writeFileAtomic(path.join(o.run.dir, 'report.html'), renderRunReport(summary, result, answers));
@@ -184,14 +185,15 @@ async function runLScore(o: JobOptions, r: FinetuneResult, m: { base: SplitMetri
 
 /** The metric table printed in the terminal. */
 export function metricTable(summary: JobSummary): string {
-  const rows = [['split', 'model', 'perplexity', 'exact match', 'token F1', 'ROUGE-L']];
+  const rows = [['split', 'model', 'perplexity', 'exact match', 'token F1', 'ROUGE-L', 'recited']];
   for (const [split, m] of Object.entries(summary.metrics)) {
     for (const [label, r] of [['base', m.base], ['fine-tuned', m.finetuned]] as const) {
-      rows.push([split, label, r.perplexity.toFixed(2), r.exactMatch.toFixed(3), r.tokenF1.toFixed(3), r.rougeL.toFixed(3)]);
+      rows.push([split, label, r.perplexity.toFixed(2), r.exactMatch.toFixed(3), r.tokenF1.toFixed(3), r.rougeL.toFixed(3), r.recited?.toFixed(3) ?? '-']);
     }
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const table = rows.map((r, i) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ') + (i === 0 ? '\n' + widths.map((w) => '-'.repeat(w)).join('  ') : '')).join('\n');
+  const legend = 'recited: share of answers that repeat the answer of another trained question; on facts never trained on, a measure of made-up answers';
   const l = summary.l_score;
-  return l ? `${table}\n\nL-score (${l.split}): ${l.L.toFixed(2)} = perplexity ${l.perplexity.toFixed(2)} × f(D) ${l.fD.toFixed(2)} × f(A) ${l.fA.toFixed(2)} × f(H) ${l.fH.toFixed(2)}` : table;
+  return l ? `${table}\n${legend}\n\nL-score (${l.split}): ${l.L.toFixed(2)} = perplexity ${l.perplexity.toFixed(2)} × f(D) ${l.fD.toFixed(2)} × f(A) ${l.fA.toFixed(2)} × f(H) ${l.fH.toFixed(2)}` : `${table}\n${legend}`;
 }
