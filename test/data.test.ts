@@ -70,6 +70,29 @@ describe('loadExamples: formats and fields', () => {
     expect(brief(loadExamples(f, { format: 'jsonl', questionField: 'q', answerField: 'a', idField: 'key' }))).toEqual([{ q: 'Q1', a: 'A1', line: 1, id: 'k1' }]);
   });
 
+  test('idField matches case-insensitively, and a row without it simply has no id', () => {
+    const f = fixture('ids.csv', 'Key,question,answer\nk1,q1,a1\n,q2,a2\n');
+    expect(brief(loadExamples(f, { idField: 'key' }))).toEqual([
+      { q: 'q1', a: 'a1', line: 2, id: 'k1' },
+      { q: 'q2', a: 'a2', line: 3 },
+    ]);
+    // JSONL fields are the union over all rows, so an id first seen in a later row is found.
+    const g = fixture('ids.jsonl', '{"question":"q1","answer":"a1"}\n{"question":"q2","answer":"a2","uid":9}\n');
+    expect(brief(loadExamples(g, { idField: 'UID' }))).toEqual([
+      { q: 'q1', a: 'a1', line: 1 },
+      { q: 'q2', a: 'a2', line: 2, id: '9' },
+    ]);
+  });
+
+  test('quoted CSV fields: multi-line, "" escapes, closing quote at the very end of the file', () => {
+    const f = fixture('quotes.csv', 'question,answer\nq1,"say ""hi""\nthen, go"\n"q""2""",a2\nq3,"""a3"""');
+    expect(brief(loadExamples(f))).toEqual([
+      { q: 'q1', a: 'say "hi"\nthen, go', line: 2 },
+      { q: 'q"2"', a: 'a2', line: 4 },
+      { q: 'q3', a: '"a3"', line: 5 }, // no line break after the last field: still unquoted and unescaped
+    ]);
+  });
+
   test('examplesTable gives an arquero table', () => {
     const f = fixture('t.jsonl', '{"question":"q","answer":"a"}\n{"question":"q2","answer":"a2","id":"x"}\n');
     const t = examplesTable(loadExamples(f));
@@ -109,6 +132,16 @@ describe('loadExamples: errors name file:line', () => {
     const f = fixture('bad8.csv', 'question,answer\n"a\nb",c\nd,e,f\n');
     expect(err(f)).toMatch(/bad8\.csv:4: expected 2 columns \(as in the header\), found 3/);
   });
+  test('CSV quote that is never closed names the line it opens on, instead of swallowing the rest of the file', () => {
+    const f = fixture('open1.csv', 'question,answer\nq1,"a1\nq2,a2\nq3,a3\n');
+    expect(err(f)).toBe(`${f}:2: unterminated quoted field (a " opens a field that is never closed; write a " inside a quoted field as "")`);
+    // After a well-formed multi-line field, the line is still that of the opening quote.
+    const g = fixture('open2.tsv', 'question\tanswer\n"two\nlines"\tok\nq2\t"say ""hi""\nq3\ta3\n');
+    expect(err(g)).toBe(`${g}:4: unterminated quoted field (a " opens a field that is never closed; write a " inside a quoted field as "")`);
+    // A final "" is an escaped quote, not a closing one.
+    expect(err(fixture('open3.csv', 'question,answer\nq1,"a1""'))).toMatch(/open3\.csv:2: unterminated quoted field/);
+    expect(err(fixture('open4.csv', '"question,answer\nq1,a1\n'))).toMatch(/open4\.csv:1: unterminated quoted field/);
+  });
   test('CSV empty cell', () => expect(err(fixture('bad9.csv', 'question,answer\nq,\n'))).toMatch(/bad9\.csv:2: empty answer/));
   test('unknown extension lists the valid ones', () => expect(err(fixture('x.parquet', ''))).toMatch(/x\.parquet: unknown dataset extension "\.parquet" \(valid: \.jsonl, \.ndjson, \.json, \.csv, \.tsv\)/));
   test('no recognisable field pair', () => {
@@ -122,6 +155,7 @@ describe('loadExamples: errors name file:line', () => {
     const load = (o: object) => () => loadExamples(f, o);
     expect(load({ questionField: 'qq', answerField: 'a' })).toThrow(/named\.csv: question field "qq" not found; fields seen: q, a$/);
     expect(load({ answerField: 'ans' })).toThrow(/named\.csv: answer field "ans" not found; fields seen: q, a$/);
+    expect(load({ idField: 'key' })).toThrow(new Error(`${f}: id field "key" not found; fields seen: q, a`));
     expect(load({ questionField: 'q' })).toThrow(/named\.csv: no answer field found to go with question field "q"; fields seen: q, a; accepted pairs/);
     expect(load({ questionField: 'Q', answerField: 'A' })().map((e) => [e.question, e.answer])).toEqual([['x', 'y']]);
     const g = fixture('half.jsonl', '{"query":"x","answer":"y"}\n');

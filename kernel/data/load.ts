@@ -208,8 +208,10 @@ interface ScannedRow {
  * column counts (it silently drops extra cells and leaves missing ones undefined), so this scan
  * follows the same tokenizing rules (quoted fields, "" escapes, one separator char consumed after a
  * closing quote, \n / \r\n / \r line ends) to give each record its start line and cell count.
+ * A quote that is never closed is an error here: arquero would read the rest of the file into that
+ * one field, silently turning every later row into part of an answer.
  */
-function scanDelimited(text: string, delim: string): ScannedRow[] {
+function scanDelimited(file: string, text: string, delim: string): ScannedRow[] {
   const rows: ScannedRow[] = [];
   const n = text.length;
   let i = 0;
@@ -222,11 +224,15 @@ function scanDelimited(text: string, delim: string): ScannedRow[] {
     for (;;) {
       if (text[i] === '"') {
         quoted = true;
+        const opened = line;
         i++;
         while (i < n && !(text[i] === '"' && text[i + 1] !== '"')) {
           if (text[i] === '"') i++; // escaped "" pair
           else if (text[i] === '\n') line++;
           i++;
+        }
+        if (i >= n) {
+          throw new DatasetError(`${file}:${opened}: unterminated quoted field (a " opens a field that is never closed; write a " inside a quoted field as "")`);
         }
         i++; // closing quote
         if (i >= n) break;
@@ -256,7 +262,10 @@ function scanDelimited(text: string, delim: string): ScannedRow[] {
 }
 
 function readDelimited(file: string, text: string, delimiter: string): { records: RawRecord[]; keys: string[] } {
-  const scanned = scanDelimited(text, delimiter);
+  // arquero 8 keeps the quotes and "" escapes of a quoted field that ends the text with no line break
+  // after it (`q,"a ""b"""` reads as the raw `"a ""b"""`); a final line break adds no row and avoids that.
+  if (!/[\r\n]$/.test(text)) text += '\n';
+  const scanned = scanDelimited(file, text, delimiter);
   if (scanned.length === 0) return { records: [], keys: [] };
   // autoType off: answers like "007" or "2024-01-01" must stay the exact strings in the file.
   const table = arquero().fromCSV(text, { delimiter, autoType: false });
@@ -287,12 +296,13 @@ function findKey(keys: string[], want: string): string | undefined {
 
 function chooseFields(file: string, keys: string[], opts: LoadOptions): { question: string; answer: string; id?: string } {
   const seen = `fields seen: ${keys.join(', ') || '(none)'}`;
-  const named = (role: 'question' | 'answer', want: string): string => {
+  const named = (role: 'question' | 'answer' | 'id', want: string): string => {
     const k = findKey(keys, want);
     if (!k) throw new DatasetError(`${file}: ${role} field "${want}" not found; ${seen}`);
     return k;
   };
   const given = { question: opts.questionField && named('question', opts.questionField), answer: opts.answerField && named('answer', opts.answerField) };
+  const id = opts.idField ? named('id', opts.idField) : findKey(keys, 'id');
   // A given field fixes its side of the pair; the other side comes from the first pair that fits.
   const pair = FIELD_PAIRS.map(([q, a]) => [given.question || findKey(keys, q), given.answer || findKey(keys, a)]).find(([q, a]) => q && a);
   if (!pair) {
@@ -302,7 +312,7 @@ function chooseFields(file: string, keys: string[], opts: LoadOptions): { questi
         '(or name the fields: questionField/answerField, or --question-field/--answer-field on the command line)',
     );
   }
-  return { question: pair[0]!, answer: pair[1]!, id: opts.idField ?? findKey(keys, 'id') };
+  return { question: pair[0]!, answer: pair[1]!, id };
 }
 
 function textField(file: string, r: RawRecord, key: string, role: string): string {
