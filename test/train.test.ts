@@ -3,6 +3,7 @@
  * divergence, configuration errors, sampling and log-probabilities. Every expectation is computed
  * independently (plain JS from the model's logits, finite differences, formulas).
  */
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '../kernel/backend/tf';
@@ -13,13 +14,14 @@ import { GPT2Model } from '../kernel/model/gpt2';
 import { makeLoraConfig } from '../kernel/lora/config';
 import { loadAdapter } from '../kernel/lora/peft';
 import { AdamW } from '../kernel/train/adamw';
-import { loadCheckpoint, STATE_FILE } from '../kernel/train/checkpoint';
+import { checkpointStep, hasCheckpoint, loadCheckpoint, STATE_FILE } from '../kernel/train/checkpoint';
 import { TrainingClient } from '../kernel/train/client';
-import { type FinetuneConfig, finetune, TrainingDivergedError } from '../kernel/train/finetune';
+import { type FinetuneConfig, type FinetuneResult, finetune, TrainingDivergedError } from '../kernel/train/finetune';
 import { learningRateAt, type Schedule } from '../kernel/train/schedule';
 import { generate } from '../kernel/sample/generate';
 import {
   argmax,
+  bitIdentical,
   byteTokenizer,
   listFiles,
   logitsOf,
@@ -560,6 +562,191 @@ describe('finetune', () => {
     model.dispose();
   });
 
+  it('a run that stopped early stays stopped when resumed; one interrupted before the stop resumes to the same stop', async () => {
+    // minDelta 100 cannot be met: the first evaluation sets the best, the second triggers the stop (patience 1).
+    const common: Partial<FinetuneConfig> = { validation: qaPairs(3, 50), evalEvery: 1, earlyStopping: { patience: 1, minDelta: 100 } };
+    const outcome = (r: FinetuneResult) => ({
+      steps: r.steps, totalSteps: r.totalSteps, stoppedEarly: r.stoppedEarly, interrupted: r.interrupted,
+      evalSteps: r.evals.map((e) => e.step), bestStep: r.bestStep, historySteps: r.history.map((h) => h.step),
+    });
+    const ckA = path.join(dir, 'a');
+    const a = tinyRun({ ...common, checkpointDir: ckA });
+    const ra = await a.promise;
+    expect(outcome(ra)).toEqual({ steps: 2, totalSteps: 6, stoppedEarly: true, interrupted: false, evalSteps: [1, 2], bestStep: 1, historySteps: [1, 2] });
+    expect(checkpointStep(ckA)).toBe(2);
+
+    // Resumed with the same settings: no step, no new checkpoint, the same result.
+    const events: string[] = [];
+    const b = tinyRun({ ...common, checkpointDir: ckA, resume: true, onProgress: (e) => events.push(`${e.kind}@${e.step}`) });
+    const rb = await b.promise;
+    expect(rb.resumedFrom).toBe(2);
+    expect(events).toEqual(['done@2']);
+    expect(outcome(rb)).toEqual(outcome(ra));
+    expect({ history: rb.history, evals: rb.evals, best: rb.bestValLoss }).toEqual({ history: ra.history, evals: ra.evals, best: ra.bestValLoss });
+
+    // Interrupted after step 1 (before the stop), then resumed: it stops where the uninterrupted run did.
+    const ckC = path.join(dir, 'c');
+    const c1 = tinyRun({ ...common, checkpointDir: ckC, shouldStop: () => true });
+    const rc1 = await c1.promise;
+    expect({ steps: rc1.steps, interrupted: rc1.interrupted, stoppedEarly: rc1.stoppedEarly }).toEqual({ steps: 1, interrupted: true, stoppedEarly: false });
+    const c2 = tinyRun({ ...common, checkpointDir: ckC, resume: true });
+    const rc2 = await c2.promise;
+    expect(rc2.resumedFrom).toBe(1);
+    expect(outcome(rc2)).toEqual(outcome(ra));
+    expect(maxAbsDiff(rc2.history.map((h) => h.loss), ra.history.map((h) => h.loss))).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(rc2.evals.map((e) => e.valLoss), ra.evals.map((e) => e.valLoss))).toBeLessThanOrEqual(1e-6);
+    for (const r of [ra, rb, rc1, rc2]) r.client.dispose();
+    for (const m of [a.model, b.model, c1.model, c2.model]) m.dispose();
+  });
+
+  it('a resume with other AdamW betas or eps, group scales, early stopping or evaluation cadence is refused, naming the setting', async () => {
+    const resumeFrom = async (ck: string, over: Partial<FinetuneConfig>) => {
+      const { model, promise } = tinyRun({ checkpointDir: ck, maxSteps: 1, ...over, resume: true });
+      try {
+        return await promise;
+      } finally {
+        model.dispose();
+      }
+    };
+    const refused = (ck: string, over: Partial<FinetuneConfig>, message: RegExp) => expect(resumeFrom(ck, over)).rejects.toThrow(message);
+    const save = async (ck: string, over: Partial<FinetuneConfig>) => {
+      const { model, promise } = tinyRun({ checkpointDir: ck, maxSteps: 1, ...over });
+      (await promise).client.dispose();
+      model.dispose();
+    };
+
+    // Default settings write the fingerprint older versions wrote, so their checkpoints still resume.
+    const plain = path.join(dir, 'plain');
+    await save(plain, {});
+    const oldKeys = ['method', 'seed', 'batchSize', 'epochs', 'learningRate', 'schedule', 'maxSteps', 'warmupSteps', 'minLrRatio', 'weightDecay', 'gradClipNorm', 'lora', 'trainExamples', 'trainTokens'];
+    expect(Object.keys(JSON.parse(fs.readFileSync(path.join(plain, STATE_FILE), 'utf8')).fingerprint)).toEqual(oldKeys);
+    await refused(plain, { beta1: 0.8 }, /cannot resume, beta1 was unset and is now 0\.8;/);
+    await refused(plain, { beta2: 0.99 }, /cannot resume, beta2 was unset and is now 0\.99;/);
+    await refused(plain, { eps: 1e-6 }, /cannot resume, eps was unset and is now 0\.000001;/);
+    await refused(plain, { groupScales: { 'h1.mlp.B': 2 } }, /cannot resume, groupScales was unset and is now \{"h1\.mlp\.B":2\};/);
+    await refused(plain, { validation: qaPairs(2, 50), earlyStopping: { patience: 2 } }, /cannot resume, earlyStopping was unset and is now \{"patience":2,"minDelta":0\};/);
+    // Settings equal to the defaults are the same run.
+    const same = await resumeFrom(plain, { beta1: 0.9, beta2: 0.999, eps: 1e-8, groupScales: { 'h0.attn.A': 1 }, evalEvery: 1, validation: qaPairs(2, 50) });
+    expect(same.resumedFrom).toBe(1);
+    same.client.dispose();
+
+    // Set when saved and unset (or changed) now.
+    const tuned = path.join(dir, 'tuned');
+    await save(tuned, { beta2: 0.99, groupScales: { 'h1.mlp.B': 2, 'h0.attn.A': 0.5 } });
+    await refused(tuned, { groupScales: { 'h1.mlp.B': 2, 'h0.attn.A': 0.5 } }, /cannot resume, beta2 was 0\.99 and is now unset;/);
+    await refused(tuned, { beta2: 0.99 }, /cannot resume, groupScales was \{"h0\.attn\.A":0\.5,"h1\.mlp\.B":2\} and is now unset;/);
+    await refused(tuned, { beta2: 0.99, groupScales: { 'h1.mlp.B': 3, 'h0.attn.A': 0.5 } }, /groupScales was \{"h0\.attn\.A":0\.5,"h1\.mlp\.B":2\} and is now \{"h0\.attn\.A":0\.5,"h1\.mlp\.B":3\};/);
+    // Key order and scale-1 entries do not change the run.
+    const reordered = await resumeFrom(tuned, { beta2: 0.99, groupScales: { 'h0.attn.A': 0.5, 'h0.mlp.B': 1, 'h1.mlp.B': 2 } });
+    expect(reordered.resumedFrom).toBe(1);
+    reordered.client.dispose();
+
+    const stopping = path.join(dir, 'stopping');
+    const es: Partial<FinetuneConfig> = { validation: qaPairs(2, 50), evalEvery: 2, earlyStopping: { patience: 3 } };
+    await save(stopping, es);
+    await refused(stopping, { ...es, earlyStopping: { patience: 4 } }, /cannot resume, earlyStopping was \{"patience":3,"minDelta":0\} and is now \{"patience":4,"minDelta":0\};/);
+    await refused(stopping, { ...es, earlyStopping: { patience: 3, minDelta: 0.1 } }, /earlyStopping was \{"patience":3,"minDelta":0\} and is now \{"patience":3,"minDelta":0\.1\};/);
+    await refused(stopping, { ...es, evalEvery: 1 }, /cannot resume, evalEvery was 2 and is now 1;/);
+    await refused(stopping, { ...es, earlyStopping: undefined }, /cannot resume, earlyStopping was \{"patience":3,"minDelta":0\} and is now unset;/);
+  });
+
+  it('groupScales keys must name groups of the trained parameters; the error lists the valid ones', async () => {
+    const validKeysIn = (message: string) => /; valid keys: (.*)$/.exec(message)![1].split(', ').sort();
+    const errorOf = async (over: Partial<FinetuneConfig>) => {
+      let err: unknown;
+      await finetune({ model: over.model!, tokenizer: tok, train: qaPairs(4), ...over }).catch((e) => (err = e));
+      expect(err).toBeInstanceOf(RangeError);
+      return (err as Error).message;
+    };
+    const fresh = async (over: Partial<FinetuneConfig>) => {
+      const model = GPT2Model.random(cfg, 1);
+      const message = await errorOf({ model, ...over });
+      expect(model.adapters.size).toBe(0);
+      model.dispose();
+      return message;
+    };
+    const perLayer = (parts: string[]) => [0, 1].flatMap((d) => parts.map((p) => `h${d}.${p}`));
+    // LoRA on every target: A and B of attention and MLP per layer.
+    let m = await fresh({ groupScales: { 'h0.attn.A': 2, 'h0.attn.a': 2, 'h9.mlp.B': 1 } });
+    expect(m).toMatch(/^groupScales has unknown keys "h0\.attn\.a", "h9\.mlp\.B"; valid keys: /);
+    expect(validKeysIn(m)).toEqual(perLayer(['attn.A', 'attn.B', 'mlp.A', 'mlp.B']).sort());
+    // LoRA on attention only: MLP keys name nothing trained.
+    m = await fresh({ lora: { r: 4, targetModules: ['qkv'] }, groupScales: { 'h0.mlp.A': 2 } });
+    expect(m).toMatch(/^groupScales has unknown key "h0\.mlp\.A"; valid keys: /);
+    expect(validKeysIn(m)).toEqual(perLayer(['attn.A', 'attn.B']).sort());
+    // Full fine-tuning: whole weights (W) of embeddings, norms, attention and MLP.
+    m = await fresh({ method: 'full', groupScales: { 'h0.attn.A': 2 } });
+    expect(m).toMatch(/^groupScales has unknown key "h0\.attn\.A"; valid keys: /);
+    expect(validKeysIn(m)).toEqual(['embed.W', 'norm.W', ...perLayer(['attn.W', 'mlp.W', 'norm.W'])].sort());
+
+    // A refused run leaves an existing model's adapters and active adapter as they were.
+    const model = GPT2Model.random(cfg, 1);
+    model.addAdapter('keep', makeLoraConfig({ r: 4 }, cfg), 0);
+    await errorOf({ model, adapterName: 'other', groupScales: { 'h0.attn.a': 2 } });
+    expect({ adapters: [...model.adapters.keys()], active: model.activeAdapter?.name }).toEqual({ adapters: ['keep'], active: 'keep' });
+
+    // The optimizer itself refuses before changing anything.
+    const client = new TrainingClient(model, tok, 'lora');
+    const before = model.activeAdapter!.namedVariables().map(([, v]) => (v.dataSync() as Float32Array).slice());
+    client.forwardBackward(qaBatch(tok, qaPairs(2)));
+    expect(() => client.optimStep({ learningRate: 1e-2, groupScales: { 'h1.attn.b': 0 } })).toThrow(/^groupScales has unknown key "h1\.attn\.b"; valid keys: h0\.attn\.A, h0\.attn\.B, h0\.mlp\.A, h0\.mlp\.B, h1\.attn\.A, h1\.attn\.B, h1\.mlp\.A, h1\.mlp\.B$/);
+    expect(client.optimizer.step).toBe(0);
+    model.activeAdapter!.namedVariables().forEach(([n, v], i) => expect({ n, same: bitIdentical(v.dataSync() as Float32Array, before[i]) }).toEqual({ n, same: true }));
+    client.dispose();
+    model.dispose();
+  });
+
+  it('a checkpoint left as a backup by a crash between the two renames of its replacement is restored and resumed', async () => {
+    const ck = path.join(dir, 'ck');
+    const { model, promise } = tinyRun({ checkpointDir: ck, checkpointEvery: 1, shouldStop: () => true });
+    const r1 = await promise;
+    expect(r1.steps).toBe(1);
+    r1.client.dispose();
+    model.dispose();
+    const files = listFiles(ck);
+    // The state such a crash leaves: no folder, the checkpoint in a backup named after the dead writer.
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    const orphan = path.join(dir, `.ck.old-${deadPid}-0123456789ab`);
+    fs.renameSync(ck, orphan);
+    expect(fs.existsSync(ck)).toBe(false);
+
+    const { model: m2, promise: p2 } = tinyRun({ checkpointDir: ck, checkpointEvery: 1, resume: true });
+    const r2 = await p2;
+    expect(r2.resumedFrom).toBe(1);
+    expect(r2.steps).toBe(6);
+    expect(checkpointStep(ck)).toBe(6);
+    expect(fs.readdirSync(dir)).toEqual(['ck']); // restored, then retired by the next save
+    expect(listFiles(ck)).toEqual(files);
+    r2.client.dispose();
+    m2.dispose();
+  });
+
+  it('restoring a backup: the newest of a dead writer, never one of a live writer, and only when the folder is missing', () => {
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    const ck = path.join(dir, 'ck');
+    const backup = (name: string, step: number, secondsAgo: number) => {
+      const d = path.join(dir, name);
+      fs.mkdirSync(d);
+      fs.writeFileSync(path.join(d, STATE_FILE), JSON.stringify({ step }));
+      const t = Date.now() / 1000 - secondsAgo;
+      fs.utimesSync(d, t, t);
+    };
+    // A live process other than this one (the test runner's parent) is between its renames: left alone.
+    backup(`.ck.old-${process.ppid}-aaaaaaaaaaaa`, 9, 0);
+    expect(hasCheckpoint(ck)).toBe(false);
+    expect(fs.readdirSync(dir).sort()).toEqual([`.ck.old-${process.ppid}-aaaaaaaaaaaa`]);
+    // Of two dead writers' backups the newer one comes back; a name that is not a backup of `ck` is ignored.
+    backup(`.ck.old-${deadPid}-bbbbbbbbbbbb`, 4, 60);
+    backup(`.ck.old-${deadPid}-cccccccccccc`, 5, 30);
+    backup(`.ck.old-x.old-${deadPid}-dddddddddddd`, 7, 0);
+    expect(hasCheckpoint(ck)).toBe(true);
+    expect(checkpointStep(ck)).toBe(5);
+    expect(fs.readdirSync(dir).sort()).toEqual([`.ck.old-${deadPid}-bbbbbbbbbbbb`, `.ck.old-${process.ppid}-aaaaaaaaaaaa`, `.ck.old-x.old-${deadPid}-dddddddddddd`, 'ck'].sort());
+    // With the folder present, backups stay where they are.
+    expect(hasCheckpoint(ck)).toBe(true);
+    expect(fs.readdirSync(dir).length).toBe(4);
+  });
+
   it('a learning rate so large that the loss becomes NaN throws TrainingDivergedError', async () => {
     for (const method of ['lora', 'full'] as const) {
       const { model, promise } = tinyRun({ method, learningRate: 1e30, gradClipNorm: 0 });
@@ -633,6 +820,7 @@ describe('finetune', () => {
     ['schedule bogus', { schedule: 'bogus' as never }, /schedule must be one of cosine, linear, constant, got "bogus"/],
     ['lora r 0', { lora: { r: 0 } }, /lora\.r must be an integer in \[1, 32\]/],
     ['no examples', { train: [] }, /train must hold at least one example/],
+    ['groupScales misspelled key', { groupScales: { 'h0.attn.a': 2 } }, /^groupScales has unknown key "h0\.attn\.a"; valid keys: h0\.attn\.A, h0\.attn\.B, h0\.mlp\.A, h0\.mlp\.B, h1\.attn\.A, h1\.attn\.B, h1\.mlp\.A, h1\.mlp\.B$/],
   ] as Array<[string, Partial<FinetuneConfig>, RegExp]>)('bad configuration: %s names the field', async (_label, over, message) => {
     const { model, promise } = tinyRun(over);
     await expect(promise).rejects.toThrow(message);

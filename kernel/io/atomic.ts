@@ -52,6 +52,46 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | readon
   fsyncDir(path.dirname(path.resolve(file)));
 }
 
+/** Whether process `pid` is running (EPERM: running as another user). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A process that dies between replaceDirAtomic's two renames leaves no `dir`, only its previous
+ * contents in `.<base>.old-<pid>-<random>`; without this, a resume would find nothing and start over
+ * while the real checkpoint sits orphaned. If `dir` is missing, renames the newest such backup back
+ * (backups of a live process other than this one are skipped: that process is between its renames and
+ * restores or replaces `dir` itself). Returns whether it restored one.
+ */
+export function restoreOrphanedDir(dir: string): boolean {
+  const abs = path.resolve(dir);
+  if (fs.existsSync(abs)) return false;
+  const parent = path.dirname(abs);
+  const prefix = `.${path.basename(abs)}.old-`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return false; // no parent folder: nothing was ever written here
+  }
+  const orphans = names
+    .filter((n) => n.startsWith(prefix))
+    .map((n) => ({ n, pid: /^(\d+)-[0-9a-f]+$/.exec(n.slice(prefix.length))?.[1] }))
+    .filter(({ pid }) => pid !== undefined && (Number(pid) === process.pid || !isRunning(Number(pid))))
+    .map(({ n }) => ({ file: path.join(parent, n), mtime: fs.statSync(path.join(parent, n)).mtimeMs }))
+    .sort((a, b) => b.mtime - a.mtime || (a.file < b.file ? 1 : -1));
+  if (orphans.length === 0) return false;
+  fs.renameSync(orphans[0].file, abs);
+  fsyncDir(parent);
+  return true;
+}
+
 /**
  * Replace folder `dir` with one produced by `build(tmpDir)`. `build` fills a sibling temp folder;
  * then the old folder is renamed to a backup, the temp renamed to `dir`, and the backup removed.
@@ -64,6 +104,7 @@ export function replaceDirAtomic(dir: string, build: (tmpDir: string) => void): 
   const parent = path.dirname(abs);
   const base = path.basename(abs);
   fs.mkdirSync(parent, { recursive: true });
+  restoreOrphanedDir(abs); // so that the swap below retires it instead of leaving it orphaned
   const tmp = path.join(parent, `.${base}.tmp-${tmpSuffix()}`);
   fs.mkdirSync(tmp);
   try {

@@ -47,6 +47,22 @@ export function validateAdamParams(p: AdamParams): void {
   for (const [k, s] of Object.entries(p.groupScales ?? {})) check(`groupScales["${k}"]`, s, (x) => x >= 0 && Number.isFinite(x), 'a finite number >= 0');
 }
 
+/** Group keys (see lora/groups) of the named parameters, in order of first appearance. */
+export function groupKeysOf(names: Iterable<string>): string[] {
+  return [...new Set(Array.from(names, (n) => groupKey(groupOf(n))))];
+}
+
+/** Every groupScales key must name a group of the trained parameters: a misspelled key would silently leave its group at scale 1. */
+export function checkGroupScaleKeys(groupScales: Record<string, number> | undefined, names: Iterable<string>): void {
+  if (!groupScales) return;
+  const valid = groupKeysOf(names);
+  const known = new Set(valid);
+  const unknown = Object.keys(groupScales).filter((k) => !known.has(k));
+  if (unknown.length > 0) {
+    throw new RangeError(`groupScales has unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}; valid keys: ${valid.join(', ')}`);
+  }
+}
+
 /**
  * The update runs in plain JS over Float32Arrays: one pass per tensor instead of ~10 kernel launches
  * (each with its own allocation), which on the wasm and cpu backends made the optimizer a visible
@@ -62,6 +78,7 @@ export class AdamW {
    */
   apply(vars: Array<[string, tf.Variable]>, grads: Map<string, tf.Tensor>, p: AdamParams): { gradNorm: number; groupLearningRates: Record<string, number> } {
     validateAdamParams(p);
+    checkGroupScaleKeys(p.groupScales, vars.map(([name]) => name));
     const { beta1, beta2, eps, weightDecay } = { ...ADAM_DEFAULTS, ...p };
     const gradArrays = new Map<string, Float32Array>();
     let sq = 0;

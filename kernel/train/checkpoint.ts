@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '../backend/tf';
-import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
+import { replaceDirAtomic, restoreOrphanedDir, writeFileAtomic } from '../io/atomic';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import { assignAdapterWeights, writeAdapterFiles } from '../lora/peft';
 import type { TrainingClient } from './client';
@@ -44,10 +44,13 @@ export const STATE_FILE = 'trainer_state.json';
 
 /** The step a checkpoint folder holds. */
 export function checkpointStep(dir: string): number {
+  restoreOrphanedDir(dir);
   return (JSON.parse(fs.readFileSync(path.join(dir, STATE_FILE), 'utf8')) as TrainerState).step;
 }
 
+/** Also brings back a checkpoint that a crash in the middle of replacing it left as a backup (see restoreOrphanedDir). */
 export function hasCheckpoint(dir: string): boolean {
+  restoreOrphanedDir(dir);
   return fs.existsSync(path.join(dir, STATE_FILE));
 }
 
@@ -63,12 +66,15 @@ export function saveCheckpoint(dir: string, client: TrainingClient, state: Train
 
 /** Restores weights and optimizer into `client`; checks the fingerprint so a resume continues the same run. */
 export function loadCheckpoint(dir: string, client: TrainingClient, fingerprint: Record<string, unknown>): TrainerState {
+  restoreOrphanedDir(dir);
   const stateFile = path.join(dir, STATE_FILE);
   const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as TrainerState;
-  for (const [k, v] of Object.entries(fingerprint)) {
-    if (JSON.stringify(state.fingerprint[k]) !== JSON.stringify(v)) {
+  // Both sides' keys: settings fingerprinted only when set must also be refused when set before and unset now.
+  const show = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+  for (const k of new Set([...Object.keys(state.fingerprint), ...Object.keys(fingerprint)])) {
+    if (JSON.stringify(state.fingerprint[k]) !== JSON.stringify(fingerprint[k])) {
       throw new Error(
-        `${stateFile}: cannot resume, ${k} was ${JSON.stringify(state.fingerprint[k])} and is now ${JSON.stringify(v)}; ` +
+        `${stateFile}: cannot resume, ${k} was ${show(state.fingerprint[k])} and is now ${show(fingerprint[k])}; ` +
           'use a new checkpoint folder or the original settings',
       );
     }

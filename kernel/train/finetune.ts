@@ -12,7 +12,7 @@ import { type AugmentConfig, augmentQuestion, resolveAugment, wordFrequencies } 
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
-import { ADAM_DEFAULTS, NonFiniteGradientError, validateAdamParams } from './adamw';
+import { ADAM_DEFAULTS, checkGroupScaleKeys, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
 import { type EvalRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
 import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
@@ -165,20 +165,39 @@ export function tokenizeAll(tokenizer: Tokenizer, examples: Array<QAExample | To
   return examples.map((ex) => ('ids' in ex ? ex : tokenizeExample(tokenizer, ex, context + 1)));
 }
 
+/** groupScales as they act: scale-1 entries dropped (the default), keys sorted; undefined when none is left. */
+function scaledGroups(groupScales: Record<string, number> | undefined): Record<string, number> | undefined {
+  const entries = Object.entries(groupScales ?? {})
+    .filter(([, x]) => x !== 1)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return entries.length > 0 ? Object.fromEntries(entries) : undefined;
+}
+
 export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   const s = resolveFinetuneConfig(c);
   const { model, tokenizer } = c;
   const context = model.config.n_positions;
+  const wasActive = model.activeAdapter?.name ?? null;
+  let created: string | null = null;
   if (s.method === 'lora') {
     const name = c.adapterName ?? 'default';
     if (model.adapters.has(name)) model.setActiveAdapter(name);
-    else model.addAdapter(name, makeLoraConfig(c.lora ?? {}, model.config), s.seed);
+    else created = model.addAdapter(name, makeLoraConfig(c.lora ?? {}, model.config), s.seed).name;
   } else model.setActiveAdapter(null);
+  try {
+    checkGroupScaleKeys(s.groupScales, model.trainableVariables(s.method).map(([name]) => name));
+  } catch (e) {
+    // A refused run leaves the model as it found it.
+    if (created) model.removeAdapter(created);
+    model.setActiveAdapter(wasActive);
+    throw e;
+  }
   const client = new TrainingClient(model, tokenizer, s.method);
   const train = tokenizeAll(tokenizer, c.train, context);
   const validation = tokenizeAll(tokenizer, c.validation ?? [], context);
   const stepsPerEpoch = Math.ceil(train.length / s.batchSize);
   const totalSteps = Math.min(s.epochs * stepsPerEpoch, s.maxSteps ?? Infinity);
+  const groupScales = scaledGroups(s.groupScales);
   const fingerprint = {
     method: s.method,
     seed: s.seed,
@@ -194,8 +213,16 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     lora: s.method === 'lora' ? model.activeAdapter?.config ?? null : null,
     trainExamples: train.length,
     trainTokens: train.reduce((n, e) => n + e.ids.length, 0),
-    // Only when set, so checkpoints written before augmentation existed still resume.
+    // The rest only when set (or not the default), so checkpoints written before they were part of the
+    // fingerprint still resume.
     ...(s.augment ? { augment: s.augment } : {}),
+    ...(s.beta1 !== ADAM_DEFAULTS.beta1 ? { beta1: s.beta1 } : {}),
+    ...(s.beta2 !== ADAM_DEFAULTS.beta2 ? { beta2: s.beta2 } : {}),
+    ...(s.eps !== ADAM_DEFAULTS.eps ? { eps: s.eps } : {}),
+    ...(groupScales ? { groupScales } : {}),
+    // The evaluation cadence changes the training only through early stopping; alone it would refuse
+    // older checkpoints of runs that evaluate periodically (the CLI's main job does).
+    ...(s.patience > 0 ? { earlyStopping: { patience: s.patience, minDelta: s.minDelta }, evalEvery: s.evalEvery } : {}),
   };
   const freq = s.augment?.rareWordDropout !== undefined ? wordFrequencies(c.train.flatMap((e) => ('question' in e ? [e.question] : []))) : undefined;
   /** Example i as trained in this epoch: its question augmented when asked (pretraining sequences never are). */
@@ -212,7 +239,8 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   const baseModel = c.baseModelName ?? 'chromatune-base';
   const start = performance.now();
   let tokensThisRun = 0;
-  let stoppedEarly = false;
+  // A checkpoint saved when early stopping triggered already holds the triggering count: a resume stops at once, as the run did.
+  let stoppedEarly = s.patience > 0 && state.evalsWithoutImprovement >= s.patience;
   let interrupted = false;
   const emit = (e: Omit<ProgressEvent, 'totalSteps' | 'tokensPerSecond' | 'elapsedSeconds' | 'etaSeconds'>) => {
     const elapsed = (performance.now() - start) / 1000;
