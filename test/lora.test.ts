@@ -179,6 +179,10 @@ describe('PEFT adapter folders', () => {
       lora_dropout: 0.05,
       fan_in_fan_out: true,
       base_model_name_or_path: 'my/base-model',
+      bias: 'none',
+      modules_to_save: null,
+      use_rslora: false,
+      use_dora: false,
     });
     expect([...conf.target_modules].sort()).toEqual(['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj']);
 
@@ -233,6 +237,93 @@ describe('PEFT adapter folders', () => {
     other.dispose();
     model.dispose();
   });
+
+  /** Saves an adapter on qkv, attn_out and mlp_out (r 4, alpha 8, scale 2) and returns its logits. */
+  function savedAdapter(): { want: Float32Array; conf: Record<string, unknown> } {
+    const model = GPT2Model.random(cfg, 4);
+    const a = model.addAdapter('a', makeLoraConfig({ r: 4, alpha: 8, targetModules: ['qkv', 'attn_out', 'mlp_out'] }, cfg), 5);
+    randomize(a, 5);
+    const want = logitsOf(model, IDS);
+    saveAdapter(a, dir, 'base');
+    model.dispose();
+    return { want, conf: JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) };
+  }
+  const rewrite = (conf: unknown) => fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(conf));
+
+  it("PEFT's bare target names select every module ending in them; use_rslora scales by alpha/sqrt(r)", () => {
+    const { want, conf } = savedAdapter();
+    // As PEFT writes GPT-2 configs: "c_proj" is attn.c_proj and mlp.c_proj. rsLoRA with alpha 4 at r 4 is scale 2, as saved.
+    rewrite({ ...conf, target_modules: ['c_attn', 'c_proj'], lora_alpha: 4, use_rslora: true });
+    const fresh = GPT2Model.random(cfg, 4);
+    const loaded = loadAdapter(fresh, dir, 'rs');
+    expect(loaded.config).toMatchObject({ r: 4, alpha: 4, useRslora: true, targetModules: ['attn.c_attn', 'attn.c_proj', 'mlp.c_proj'] });
+    expect([...loaded.layers.values()].map((l) => l.scale)).toEqual(Array(3 * cfg.n_layer).fill(2));
+    expect(maxAbsDiff(logitsOf(fresh, IDS), want)).toBeLessThanOrEqual(1e-6);
+
+    // Saved again, the folder keeps rsLoRA and its alpha.
+    const again = tmpDir('peft-again');
+    saveAdapter(loaded, again, 'base');
+    expect(JSON.parse(fs.readFileSync(path.join(again, 'adapter_config.json'), 'utf8'))).toMatchObject({ r: 4, lora_alpha: 4, use_rslora: true });
+    fs.rmSync(again, { recursive: true, force: true });
+    fresh.dispose();
+
+    // alpha 8 under rsLoRA is scale 8/sqrt(4) = 4, not 8/4 = 2: the outputs change.
+    rewrite({ ...conf, use_rslora: true });
+    const scaled = GPT2Model.random(cfg, 4);
+    const four = loadAdapter(scaled, dir);
+    expect([...four.layers.values()].map((l) => l.scale)).toEqual(Array(3 * cfg.n_layer).fill(4));
+    expect(maxAbsDiff(logitsOf(scaled, IDS), want)).toBeGreaterThan(1e-3);
+    scaled.dispose();
+  });
+
+  it("a config without r or lora_alpha gets PEFT's defaults (8 and 8), not alpha = 2r", () => {
+    const { conf } = savedAdapter();
+    const { lora_alpha: _alpha, ...noAlpha } = conf;
+    rewrite(noAlpha);
+    const model = GPT2Model.random(cfg, 4);
+    expect(loadAdapter(model, dir).config).toMatchObject({ r: 4, alpha: 8 });
+    model.dispose();
+    const { r: _r, lora_alpha: _a, ...neither } = conf;
+    rewrite({ ...neither, rank_pattern: {} });
+    const other = GPT2Model.random(cfg, 4);
+    // r 8 no longer matches the rank-4 tensors, so the error shows the default was applied.
+    expect(() => loadAdapter(other, dir)).toThrow(/"base_model\.model\.transformer\.h\.0\.attn\.c_attn\.lora_A\.weight" has shape \[4, 32\], expected \[8, 32\]/);
+    other.dispose();
+  });
+
+  const VALID = 'qkv, attn_out, mlp_in, mlp_out, attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj, c_attn, c_proj, c_fc';
+  const refused: Array<[string, (conf: Record<string, unknown>) => unknown, string]> = [
+    ['DoRA', (c) => ({ ...c, use_dora: true }), 'use_dora must be false (DoRA adapters are not supported, only plain LoRA), got true'],
+    ['bias "all"', (c) => ({ ...c, bias: 'all' }), 'bias must be "none" (trained biases are not supported, only the lora_A and lora_B factors), got "all"'],
+    ['bias "lora_only"', (c) => ({ ...c, bias: 'lora_only' }), 'bias must be "none" (trained biases are not supported, only the lora_A and lora_B factors), got "lora_only"'],
+    [
+      'modules_to_save',
+      (c) => ({ ...c, modules_to_save: ['lm_head'] }),
+      'modules_to_save must be null or empty (fully trained modules are not supported, only the lora_A and lora_B factors), got ["lm_head"]',
+    ],
+    ['use_rslora not a boolean', (c) => ({ ...c, use_rslora: 'yes' }), 'use_rslora must be true or false, got "yes"'],
+    [
+      'target_modules as a regex string',
+      (c) => ({ ...c, target_modules: '.*c_attn' }),
+      `target_modules must be a list of module names (PEFT's regex form, a single string, is not supported), got ".*c_attn"`,
+    ],
+    ['an unknown target module', (c) => ({ ...c, target_modules: ['c_attn', 'c_projj'] }), `target_modules: unknown target module "c_projj"; valid: ${VALID}`],
+    [
+      'a target naming one layer',
+      (c) => ({ ...c, target_modules: ['h.0.attn.c_attn'] }),
+      `target_modules: unknown target module "h.0.attn.c_attn" (targets apply to every layer; a path naming a layer cannot be targeted, use "attn.c_attn"); valid: ${VALID}`,
+    ],
+    ['lora_alpha 0', (c) => ({ ...c, lora_alpha: 0 }), 'lora_alpha must be a finite number > 0, got 0'],
+    ['not an object', () => [], 'must hold a JSON object, got []'],
+  ];
+  it.each(refused)('%s is refused, naming the file and the field', (_label, patch, message) => {
+    const { conf } = savedAdapter();
+    rewrite(patch(conf));
+    const model = GPT2Model.random(cfg, 4);
+    expect(() => loadAdapter(model, dir)).toThrow(new Error(`${path.join(dir, 'adapter_config.json')}: ${message}`));
+    expect(model.adapters.size).toBe(0);
+    model.dispose();
+  });
 });
 
 describe('configuration', () => {
@@ -243,6 +334,8 @@ describe('configuration', () => {
     ['r above the smaller dimension', { r: 33, targetModules: ['qkv'] }, /lora\.r must be an integer in \[1, 32\] for attn\.c_attn.*got 33/],
     ['r NaN', { r: NaN }, /lora\.r must be .*got NaN/],
     ['unknown target module', { targetModules: ['qkv', 'c_projj'] }, /lora\.targetModules: unknown target module "c_projj"; valid: .*attn\.c_attn/],
+    ['a name on every object', { targetModules: ['constructor'] }, /lora\.targetModules: unknown target module "constructor"; valid: /],
+    ['useRslora not a boolean', { useRslora: 1 as unknown as boolean }, /^lora\.useRslora must be true or false, got 1$/],
     ['no target module', { targetModules: [] }, /lora\.targetModules must name at least one/],
     ['alpha NaN', { r: 4, alpha: NaN }, /lora\.alpha must be a finite number > 0, got NaN/],
     ['alpha 0', { r: 4, alpha: 0 }, /lora\.alpha must be a finite number > 0, got 0/],
@@ -266,11 +359,37 @@ describe('configuration', () => {
   it('valid inputs: aliases, PEFT names, bare names, defaults', () => {
     const c = makeLoraConfig({ r: 32, targetModules: ['qkv', 'attn.c_proj', 'c_fc'] }, cfg);
     expect(c.targetModules).toEqual(['attn.c_attn', 'attn.c_proj', 'mlp.c_fc']);
-    expect(c.alpha).toBe(32); // alpha defaults to r (scale 1)
+    expect(c.alpha).toBe(64);
+    // A bare name selects every module ending in it, as in PEFT; overlaps count once.
+    expect(makeLoraConfig({ targetModules: ['c_proj'] }, cfg).targetModules).toEqual(['attn.c_proj', 'mlp.c_proj']);
+    expect(makeLoraConfig({ targetModules: ['c_attn', 'c_proj', 'mlp_out', 'c_fc'] }, cfg).targetModules).toEqual(['attn.c_attn', 'attn.c_proj', 'mlp.c_proj', 'mlp.c_fc']);
     // The MLP's smaller dimension bounds its rank separately (n_embd 32 < 4·32).
     expect(() => makeLoraConfig({ r: 33, targetModules: ['mlp_in'] }, cfg)).toThrow(/\[1, 32\] for mlp\.c_fc/);
     const wide = tinyConfig({ n_embd: 48, n_head: 4 });
     expect(makeLoraConfig({ r: 48 }, wide).r).toBe(48);
+  });
+
+  it('alpha defaults to 2r (scale 2) whether or not r is given', () => {
+    const pick = (input: LoraConfigInput) => {
+      const c = makeLoraConfig(input, cfg);
+      return [c.r, c.alpha];
+    };
+    expect([pick({}), pick({ r: 8 }), pick({ r: 4 }), pick({ r: 4, alpha: 3 })]).toEqual([[8, 16], [8, 16], [4, 8], [4, 3]]);
+    const a = new LoraAdapter('a', makeLoraConfig({ r: 4 }, cfg), cfg, 0);
+    expect(new Set([...a.layers.values()].map((l) => l.scale))).toEqual(new Set([2]));
+    a.dispose();
+  });
+
+  it('useRslora scales each module by its alpha/sqrt(r), rank and alpha patterns included', () => {
+    const c = makeLoraConfig({ r: 4, alpha: 8, useRslora: true, rankPattern: { 'h.1.mlp.c_fc': 16 }, alphaPattern: { 'h.0.attn.c_proj': 6 } }, cfg);
+    expect(c.useRslora).toBe(true);
+    const a = new LoraAdapter('a', c, cfg, 0);
+    const scale = (p: string) => a.layers.get(`transformer.h.${p}`)!.scale;
+    expect(scale('1.mlp.c_fc')).toBeCloseTo(8 / 4, 12);
+    expect(scale('0.attn.c_proj')).toBeCloseTo(6 / 2, 12);
+    expect(scale('0.attn.c_attn')).toBeCloseTo(8 / 2, 12);
+    a.dispose();
+    expect(makeLoraConfig({ r: 4, useRslora: false }, cfg)).not.toHaveProperty('useRslora');
   });
 });
 

@@ -1,19 +1,19 @@
 /**
  * A LoRA adapter lives apart from the base weights (as in PEFT): for each target module it holds
- * A [in, r] and B [r, out] so that y = xW + b + (alpha / r) · dropout(x) A B. B starts at zero, so a fresh
+ * A [in, r] and B [r, out] so that y = xW + b + scale · dropout(x) A B (scale alpha/r, or alpha/sqrt(r) with rsLoRA). B starts at zero, so a fresh
  * adapter leaves the model's outputs unchanged.
  */
 import * as tf from '../backend/tf';
 import type { GPT2Config } from '../model/config';
 import { variableFrom } from '../model/tensor';
-import { alphaFor, type LoraConfig, moduleShape, rankFor } from './config';
+import { type LoraConfig, moduleShape, rankFor, scaleFor } from './config';
 
 export interface LoraLayer {
   /** Module path without ".weight", e.g. "transformer.h.0.attn.c_attn". */
   path: string;
   A: tf.Variable<tf.Rank.R2>; // [in, r]
   B: tf.Variable<tf.Rank.R2>; // [r, out]
-  scale: number; // alpha / r
+  scale: number; // alpha / r, or alpha / sqrt(r) with rsLoRA
   r: number;
 }
 
@@ -38,7 +38,7 @@ export class LoraAdapter {
         const bound = 1 / Math.sqrt(fanIn);
         const A = variableFrom(tf.randomUniform([fanIn, r], -bound, bound, 'float32', seed * 7919 + k++) as tf.Tensor2D, true);
         const B = variableFrom(tf.zeros([r, fanOut]) as tf.Tensor2D, true);
-        this.layers.set(path, { path, A, B, r, scale: alphaFor(config, path) / r });
+        this.layers.set(path, { path, A, B, r, scale: scaleFor(config, path) });
       }
     }
   }

@@ -16,8 +16,14 @@ export const ALL_TARGETS: TargetModule[] = Object.values(TARGET_MODULES);
 
 export interface LoraConfig {
   r: number;
+  /** Numerator of the update's scale alpha/r (alpha/sqrt(r) under rsLoRA); defaults to 2r (scale 2). */
   alpha: number;
   dropout: number;
+  /**
+   * PEFT's use_rslora: scale alpha/sqrt(r) instead of alpha/r, so that the update does not shrink as the
+   * rank grows. Absent means off.
+   */
+  useRslora?: boolean;
   targetModules: TargetModule[];
   /** Per-module rank overrides, PEFT's rank_pattern: key is a module-path suffix, e.g. "h.0.attn.c_attn". */
   rankPattern?: Record<string, number>;
@@ -29,8 +35,10 @@ export interface LoraConfig {
 
 export interface LoraConfigInput {
   r?: number;
+  /** Defaults to 2r (scale 2) whether or not r is given. */
   alpha?: number;
   dropout?: number;
+  useRslora?: boolean;
   targetModules?: Array<TargetModule | TargetAlias | string>;
   rankPattern?: Record<string, number>;
   alphaPattern?: Record<string, number>;
@@ -39,14 +47,22 @@ export interface LoraConfigInput {
 
 export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0, targetModules: [...ALL_TARGETS] };
 
-/** Accepts an alias ("qkv"), PEFT's suffix ("attn.c_attn") or a bare name that is unambiguous ("c_fc"). */
-export function resolveTarget(name: string): TargetModule {
-  if (name in TARGET_MODULES) return TARGET_MODULES[name as TargetAlias];
-  if ((ALL_TARGETS as string[]).includes(name)) return name as TargetModule;
-  if (name === 'c_attn') return 'attn.c_attn';
-  if (name === 'c_fc') return 'mlp.c_fc';
-  const valid = [...Object.keys(TARGET_MODULES), ...ALL_TARGETS].join(', ');
-  throw new ConfigError(`lora.targetModules: unknown target module "${name}"; valid: ${valid}`);
+const BARE_NAMES = [...new Set(ALL_TARGETS.map((t) => t.slice(t.lastIndexOf('.') + 1)))];
+
+/**
+ * The modules a target name selects. As in PEFT, a name selects every module whose path ends with it at
+ * a dot boundary, so "c_proj" is both attn.c_proj and mlp.c_proj; aliases ("qkv") are accepted too.
+ */
+export function resolveTargets(name: string): TargetModule[] {
+  // hasOwn, not `in`: "constructor" and the like are on every object's prototype.
+  if (Object.hasOwn(TARGET_MODULES, name)) return [TARGET_MODULES[name as TargetAlias]];
+  const matches = ALL_TARGETS.filter((t) => t === name || t.endsWith(`.${name}`));
+  if (matches.length > 0) return matches;
+  const valid = [...Object.keys(TARGET_MODULES), ...ALL_TARGETS, ...BARE_NAMES].join(', ');
+  // A longer path such as "h.0.attn.c_attn" would pick single layers, which an adapter here cannot.
+  const longer = ALL_TARGETS.find((t) => name.endsWith(`.${t}`));
+  const why = longer ? ` (targets apply to every layer; a path naming a layer cannot be targeted, use "${longer}")` : '';
+  throw new ConfigError(`lora.targetModules: unknown target module "${name}"${why}; valid: ${valid}`);
 }
 
 /** Shape [in, out] of a target module in Conv1D layout. */
@@ -78,8 +94,12 @@ function patternValue(pattern: Record<string, number> | undefined, modulePath: s
 }
 
 export const rankFor = (c: LoraConfig, modulePath: string): number => patternValue(c.rankPattern, modulePath) ?? c.r;
-export const alphaFor = (c: LoraConfig, modulePath: string): number =>
-  patternValue(c.alphaPattern, modulePath) ?? c.alpha;
+export const alphaFor = (c: LoraConfig, modulePath: string): number => patternValue(c.alphaPattern, modulePath) ?? c.alpha;
+/** The factor on a module's update: alpha/r, or alpha/sqrt(r) under rsLoRA. */
+export const scaleFor = (c: LoraConfig, modulePath: string): number => {
+  const r = rankFor(c, modulePath);
+  return alphaFor(c, modulePath) / (c.useRslora ? Math.sqrt(r) : r);
+};
 export const dropoutFor = (c: LoraConfig, modulePath: string): number => patternValue(c.dropoutPattern, modulePath) ?? c.dropout;
 
 function checkNumber(field: string, v: unknown, ok: (x: number) => boolean, range: string): number {
@@ -92,18 +112,22 @@ function checkNumber(field: string, v: unknown, ok: (x: number) => boolean, rang
 
 /** Validates against the model: every rank must be an integer in [1, min(in, out)] of its layer. */
 export function makeLoraConfig(input: LoraConfigInput, model: GPT2Config): LoraConfig {
-  const targets = (input.targetModules ?? DEFAULT_LORA.targetModules).map(resolveTarget);
+  const targets = (input.targetModules ?? DEFAULT_LORA.targetModules).flatMap(resolveTargets);
   if (targets.length === 0) throw new ConfigError(`lora.targetModules must name at least one of ${ALL_TARGETS.join(', ')}`);
+  if (input.useRslora !== undefined && typeof input.useRslora !== 'boolean') {
+    throw new ConfigError(`lora.useRslora must be true or false, got ${JSON.stringify(input.useRslora)}`);
+  }
+  const r = input.r ?? DEFAULT_LORA.r;
   const c: LoraConfig = {
-    r: input.r ?? DEFAULT_LORA.r,
-    alpha: input.alpha ?? input.r ?? DEFAULT_LORA.alpha,
+    r,
+    alpha: input.alpha ?? 2 * r,
     dropout: input.dropout ?? DEFAULT_LORA.dropout,
     targetModules: [...new Set(targets)],
     rankPattern: input.rankPattern,
     alphaPattern: input.alphaPattern,
     dropoutPattern: input.dropoutPattern,
+    ...(input.useRslora ? { useRslora: true } : {}),
   };
-  if (input.alpha === undefined && input.r === undefined) c.alpha = DEFAULT_LORA.alpha;
   checkNumber('lora.dropout', c.dropout, (x) => x >= 0 && x < 1, 'in [0, 1)');
   for (const t of c.targetModules) {
     const [i, o] = moduleShape(model, t);

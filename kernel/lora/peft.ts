@@ -30,6 +30,8 @@ export interface PeftAdapterConfig {
   inference_mode: boolean;
   modules_to_save: null;
   init_lora_weights: boolean;
+  use_rslora: boolean;
+  use_dora: false;
 }
 
 export function peftConfig(c: LoraConfig, baseModel: string): PeftAdapterConfig {
@@ -48,6 +50,8 @@ export function peftConfig(c: LoraConfig, baseModel: string): PeftAdapterConfig 
     inference_mode: true,
     modules_to_save: null,
     init_lora_weights: true,
+    use_rslora: c.useRslora ?? false,
+    use_dora: false,
   };
 }
 
@@ -75,31 +79,63 @@ export function writeAdapterFiles(adapter: LoraAdapter, dir: string, baseModel: 
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(peftConfig(adapter.config, baseModel), null, 2) + '\n');
 }
 
+/** makeLoraConfig's field names as adapter_config.json spells them, for errors about the file. */
+const PEFT_FIELDS: Record<string, string> = {
+  'lora.r': 'r',
+  'lora.alpha': 'lora_alpha',
+  'lora.dropout': 'lora_dropout',
+  'lora.targetModules': 'target_modules',
+  'lora.rankPattern': 'rank_pattern',
+  'lora.useRslora': 'use_rslora',
+};
+
+const isEmpty = (v: unknown): boolean => v === undefined || v === null || (Array.isArray(v) && v.length === 0);
+
+/**
+ * Reads a PEFT LoRA config. Fields that would change what the adapter computes and that are not supported
+ * (DoRA, trained biases, fully trained modules) are errors rather than being dropped.
+ */
 export function readAdapterConfig(dir: string, model: GPT2Model): LoraConfig {
   const file = path.join(dir, 'adapter_config.json');
   if (!fs.existsSync(file)) throw new Error(`${file}: not found (an adapter folder needs adapter_config.json and adapter_model.safetensors)`);
-  let raw: Partial<PeftAdapterConfig>;
+  let raw: { [K in keyof PeftAdapterConfig]?: unknown };
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
   }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${file}: must hold a JSON object, got ${JSON.stringify(raw)}`);
   if (raw.peft_type !== 'LORA') throw new Error(`${file}: peft_type must be "LORA", got ${JSON.stringify(raw.peft_type)}`);
-  if (!Array.isArray(raw.target_modules)) throw new Error(`${file}: target_modules must be a list of module names`);
+  if (!Array.isArray(raw.target_modules)) {
+    throw new Error(`${file}: target_modules must be a list of module names (PEFT's regex form, a single string, is not supported), got ${JSON.stringify(raw.target_modules)}`);
+  }
+  if (raw.use_dora !== undefined && raw.use_dora !== null && raw.use_dora !== false) {
+    throw new Error(`${file}: use_dora must be false (DoRA adapters are not supported, only plain LoRA), got ${JSON.stringify(raw.use_dora)}`);
+  }
+  if (raw.bias !== undefined && raw.bias !== 'none') {
+    throw new Error(`${file}: bias must be "none" (trained biases are not supported, only the lora_A and lora_B factors), got ${JSON.stringify(raw.bias)}`);
+  }
+  if (!isEmpty(raw.modules_to_save)) {
+    throw new Error(`${file}: modules_to_save must be null or empty (fully trained modules are not supported, only the lora_A and lora_B factors), got ${JSON.stringify(raw.modules_to_save)}`);
+  }
+  const pattern = (p: unknown) => (p && typeof p === 'object' && Object.keys(p).length ? (p as Record<string, number>) : undefined);
   try {
     return makeLoraConfig(
       {
-        r: raw.r,
-        alpha: raw.lora_alpha,
-        dropout: raw.lora_dropout ?? 0,
-        targetModules: raw.target_modules,
-        rankPattern: raw.rank_pattern && Object.keys(raw.rank_pattern).length ? raw.rank_pattern : undefined,
-        alphaPattern: raw.alpha_pattern && Object.keys(raw.alpha_pattern).length ? raw.alpha_pattern : undefined,
+        // PEFT's LoraConfig defaults (r 8, lora_alpha 8), not ChromaTune's alpha = 2r: the file is read as PEFT reads it.
+        r: (raw.r ?? 8) as number,
+        alpha: (raw.lora_alpha ?? 8) as number,
+        dropout: (raw.lora_dropout ?? 0) as number,
+        targetModules: raw.target_modules as string[],
+        rankPattern: pattern(raw.rank_pattern),
+        alphaPattern: pattern(raw.alpha_pattern),
+        useRslora: (raw.use_rslora ?? undefined) as boolean | undefined,
       },
       model.config,
     );
   } catch (e) {
-    throw new Error(`${file}: ${(e as Error).message}`);
+    const message = (e as Error).message.replace(/^lora\.\w+/, (field) => PEFT_FIELDS[field] ?? field);
+    throw new Error(`${file}: ${message}`);
   }
 }
 
