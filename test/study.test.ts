@@ -64,6 +64,8 @@ describe('search spaces', () => {
 
   test('grid values at an interval and at a step', () => {
     expect(gridValues(float(0, 1), 0.1)).toHaveLength(11);
+    // An interval that does not divide 1 still reaches both ends: 0.3 gives 3 equal steps.
+    expect((gridValues(float(0, 3), 0.3) as number[]).map((v) => +v.toFixed(12))).toEqual([0, 1, 2, 3]);
     expect(gridValues(float(0.1, 1.0, { step: 0.1 }), 1)).toEqual([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]);
     expect(gridValues(categorical(['a', 'b']), 0.5)).toEqual(['a', 'b']);
     expect(gridValues(int(1, 3), 0.25)).toEqual([1, 2, 3]);
@@ -138,6 +140,24 @@ describe('study', () => {
     ]);
     expect(s.trials[3].state).toBe('pruned');
     expect(s.trials[3].value).toBe(6); // its last reported value
+    expect(s.best!.number).toBe(4);
+  });
+
+  test('reports in another quantity than the objective: the median rule uses their direction, and a pruned trial keeps no value', async () => {
+    // The objective (say token F1) is maximised while trials report a loss, where lower is better.
+    const losses = [3, 1, 2, 5, 0.5];
+    const s = new Study({ space, sampler: new RandomSampler(), direction: 'maximize', pruner: { startupTrials: 3, intermediateDirection: 'minimize' } });
+    await s.optimize(
+      (_p, t) => {
+        t.report(1, losses[t.number]);
+        if (t.shouldPrune()) throw new TrialPruned();
+        return 1 / losses[t.number];
+      },
+      { trials: 5 },
+    );
+    // Median loss of trials 0-2 is 2: trial 3 (loss 5) is pruned, trial 4 (loss 0.5) completes and is best.
+    expect(s.trials.map((t) => t.state)).toEqual(['complete', 'complete', 'complete', 'pruned', 'complete']);
+    expect(s.trials[3].value).toBeUndefined();
     expect(s.best!.number).toBe(4);
   });
 

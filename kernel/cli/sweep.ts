@@ -6,7 +6,8 @@ import { splitValidation } from '../data/batch';
 import { projectPath } from '../paths';
 import { createRunDir } from '../run';
 import { makeSampler, SAMPLER_NAMES } from '../tune/samplers';
-import { SWEEP_OBJECTIVES, sweep, type SweepObjective } from '../tune/sweep';
+import { SWEEP_OBJECTIVES, sweep, sweepSpace, type SweepObjective } from '../tune/sweep';
+import { gridAxes } from '../tune/grid';
 import { type Study, StudyStopped } from '../tune/study';
 import { dataOptions, modelOptions, num, openModel, print, stopOnInterrupt } from './common';
 import { progressBar } from './progress';
@@ -43,6 +44,11 @@ export function registerSweep(program: Command): void {
       const trials = o.trials ?? (o.quick ? QUICK.trials : 12);
       const log = (line: string) => process.stderr.write(line + '\n');
       log(`sweep folder: ${dir} (${o.sampler} sampler, objective ${o.objective}, ${trials} trials)`);
+      // Fewer trials than grid points: in nested-loop order they would all share the first parameters'
+      // first values, so visit the points in a seeded random order (as Optuna's GridSampler does).
+      const gridSize = o.sampler === 'grid' ? gridAxes(sweepSpace(Boolean(o.quick)), o.interval).size : 0;
+      const shuffle = gridSize > trials;
+      if (shuffle) log(`the grid has ${gridSize} points and the sweep runs ${trials}: visiting them in a seeded random order`);
       const stop = stopOnInterrupt();
       let bar = progressBar('trial');
       let study: Study | undefined;
@@ -50,7 +56,7 @@ export function registerSweep(program: Command): void {
         study = await sweep({
           model, tokenizer, modelDir: o.model, train, validation: validation!, dir,
           objective: o.objective as SweepObjective,
-          sampler: makeSampler(o.sampler, o.sampler === 'grid' ? { interval: o.interval } : {}),
+          sampler: makeSampler(o.sampler, o.sampler === 'grid' ? { interval: o.interval, shuffle } : {}),
           trials, seed: o.seed, quick: Boolean(o.quick), prune: o.prune,
           evalsPerTrial: o.quick ? 2 : 4,
           shouldStop: stop.requested,

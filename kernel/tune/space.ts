@@ -197,9 +197,11 @@ export function encode(space: Space, params: Params): number[] {
  */
 export function gridValues(p: Param, interval: number): ParamValue[] {
   if (!(interval > 0 && interval <= 1)) throw new SpaceError(`grid interval must be in (0, 1], got ${interval}`);
+  // Evenly spaced from 0 to 1 inclusive, as near `interval` apart as a whole number of steps allows
+  // (0.3 gives 0, 1/3, 2/3, 1), so both ends of every range are always tried.
   const units = (): number[] => {
-    const n = Math.round(1 / interval);
-    return Array.from({ length: n + 1 }, (_, k) => Math.min(1, k * interval));
+    const n = Math.max(1, Math.round(1 / interval));
+    return Array.from({ length: n + 1 }, (_, k) => k / n);
   };
   if (p.kind === 'categorical') return [...p.choices];
   if (p.kind === 'cube') {

@@ -54,6 +54,12 @@ export class StudyStopped extends Error {
 export interface PrunerOptions {
   startupTrials?: number;
   warmupSteps?: number;
+  /**
+   * Set when trials report a different quantity than the objective, with that quantity's direction
+   * (a training sweep reports validation loss while it maximises token F1). The median rule then
+   * compares in this direction, and a pruned trial keeps no value: its last report is in other units.
+   */
+  intermediateDirection?: Direction;
 }
 
 export interface StudyOptions {
@@ -106,7 +112,7 @@ export class Study {
   readonly seed: number;
   readonly name: string;
   readonly path?: string;
-  readonly pruner: Required<PrunerOptions> | null;
+  readonly pruner: (Required<Omit<PrunerOptions, 'intermediateDirection'>> & Pick<PrunerOptions, 'intermediateDirection'>) | null;
   private readonly records: TrialRecord[] = [];
   private fd = -1;
 
@@ -120,7 +126,9 @@ export class Study {
     this.seed = o.seed ?? 0;
     this.name = o.name ?? (o.path ? path.basename(o.path, '.jsonl') : 'study');
     this.path = o.path;
-    this.pruner = o.pruner ? { startupTrials: o.pruner.startupTrials ?? 3, warmupSteps: o.pruner.warmupSteps ?? 0 } : null;
+    this.pruner = o.pruner
+      ? { startupTrials: o.pruner.startupTrials ?? 3, warmupSteps: o.pruner.warmupSteps ?? 0, ...(o.pruner.intermediateDirection ? { intermediateDirection: o.pruner.intermediateDirection } : {}) }
+      : null;
     if (o.path) this.openFile(o.path);
   }
 
@@ -199,7 +207,7 @@ export class Study {
         error = `objective returned ${typeof r.value === 'number' ? String(r.value) : JSON.stringify(r.value)}, not a finite number`;
       } else value = r.value;
     } else if (r.state === 'failed') error = r.error;
-    else value = r.value ?? rec.intermediate[rec.intermediate.length - 1]?.[1];
+    else value = r.value ?? (this.pruner?.intermediateDirection ? undefined : rec.intermediate[rec.intermediate.length - 1]?.[1]);
     rec.state = state;
     rec.value = value;
     rec.error = error;
@@ -224,7 +232,8 @@ export class Study {
       if (v !== undefined) others.push(v);
     }
     if (others.length < this.pruner.startupTrials) return false;
-    return this.better(median(others), value);
+    const direction = this.pruner.intermediateDirection ?? this.direction;
+    return direction === 'minimize' ? median(others) < value : median(others) > value;
   }
 
   /**

@@ -77,6 +77,9 @@ export interface SweepOptions {
   log?: (line: string) => void;
 }
 
+/** Objectives whose units the intermediate reports share (validation loss, or its exponential). */
+const REPORTS_OBJECTIVE: Record<SweepObjective, boolean> = { 'val-loss': true, perplexity: true, 'token-f1': false, 'l-score': false };
+
 /** The objective's value from a finished run's summary. */
 export function objectiveValue(objective: SweepObjective, s: JobSummary): number {
   const v = s.metrics.validation?.finetuned;
@@ -106,7 +109,9 @@ export async function sweep(o: SweepOptions): Promise<Study> {
     seed: o.seed ?? 0,
     name: path.basename(path.resolve(o.dir)),
     path: path.join(o.dir, 'study.jsonl'),
-    pruner: o.prune === false ? undefined : { startupTrials: 3, warmupSteps: 1 },
+    // Trials report validation loss, as perplexity when that is the objective (the same units);
+    // for token F1 and the L-score it is another quantity, minimised whatever the objective's direction.
+    pruner: o.prune === false ? undefined : { startupTrials: 3, warmupSteps: 1, ...(REPORTS_OBJECTIVE[o.objective] ? {} : { intermediateDirection: 'minimize' as const }) },
   });
   // The base model is evaluated once for all trials.
   o.model.setActiveAdapter(null);
@@ -142,7 +147,7 @@ export async function sweep(o: SweepOptions): Promise<Study> {
         },
         onProgress: (e) => {
           o.onProgress?.(e);
-          if (e.kind === 'eval' && e.valLoss !== undefined) trial.report(e.step, e.valLoss);
+          if (e.kind === 'eval' && e.valLoss !== undefined) trial.report(e.step, o.objective === 'perplexity' ? Math.exp(e.valLoss) : e.valLoss);
         },
         shouldStop: () => {
           if (o.shouldStop?.()) stopped = true;
