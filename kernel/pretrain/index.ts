@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { TokenizedExample } from '../data/tokenize';
-import { writeFileAtomic } from '../io/atomic';
+import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
 import { makeConfig, parameterCount } from '../model/config';
 import { GPT2Model } from '../model/gpt2';
 import { saveModel } from '../model/io';
@@ -83,15 +83,18 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   fs.mkdirSync(o.workDir, { recursive: true });
   const corpus = buildWordnetCorpus({ seed, maxDocuments: o.maxDocuments });
   log(`corpus: ${corpus.train.length} training and ${corpus.heldOut.length} held-out documents (${corpus.stats.excludedNyc} NYC synsets left out)`);
-  const tokFile = path.join(o.workDir, 'tokenizer.json');
+  const vocabSize = o.vocabSize ?? 4096;
+  // The tokenizer and token caches are named by corpus and vocabulary, so a run with other settings
+  // in the same work folder makes its own instead of reusing stale ones.
+  const cacheTag = `${seed}-${o.maxDocuments ?? 'all'}-${vocabSize}`;
+  const tokFile = path.join(o.workDir, `tokenizer-${cacheTag}.json`);
   if (!fs.existsSync(tokFile)) {
-    log(`training a ${o.vocabSize ?? 4096}-token byte-level BPE tokenizer`);
-    Tokenizer.fromJSON(trainBaseTokenizer(corpus.train, o.vocabSize ?? 4096)).save(tokFile);
+    log(`training a ${vocabSize}-token byte-level BPE tokenizer`);
+    Tokenizer.fromJSON(trainBaseTokenizer(corpus.train, vocabSize)).save(tokFile);
   }
   const tokenizer = Tokenizer.fromFile(tokFile);
   const config = makeConfig({ ...PRESETS.base, vocab_size: tokenizer.vocabSize, bos_token_id: tokenizer.eosId, eos_token_id: tokenizer.eosId });
   const context = config.n_positions;
-  const cacheTag = `${seed}-${o.maxDocuments ?? 'all'}`;
   const train = packStream(tokenStream(tokenizer, corpus.train, path.join(o.workDir, `train-${cacheTag}.i32`)), context);
   const heldOut = packStream(tokenStream(tokenizer, corpus.heldOut, path.join(o.workDir, `heldout-${cacheTag}.i32`)), context);
   log(`packed: ${train.length} training and ${heldOut.length} held-out sequences of ${context + 1} tokens; model of ${parameterCount(config)} parameters`);
@@ -121,11 +124,17 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     shouldStop: () => Date.now() > deadline || (o.shouldStop?.() ?? false),
     onProgress: o.onProgress,
   });
-  const client = new TrainingClient(model, tokenizer, 'none');
-  const heldOutLoss = evaluateLoss(client, heldOut, 16);
   const tokensSeen = result.history.reduce((n, h) => n + h.tokens, 0);
   const finished = result.steps >= o.steps;
-  saveModel(model, tokenizer, o.out);
+  const seconds = result.history.reduce((n, h) => n + h.seconds, 0);
+  // A paused run lives in its checkpoint; writing it to `out` would replace a finished model (by
+  // default the embedded one) with a half-trained one.
+  if (!finished) {
+    log(`paused at step ${result.steps} of ${o.steps}; ${o.out} is unchanged, and running the same command again resumes from ${checkpointDir}`);
+    return { steps: result.steps, tokensSeen, heldOutPerplexity: NaN, seconds, finished };
+  }
+  const client = new TrainingClient(model, tokenizer, 'none');
+  const heldOutLoss = evaluateLoss(client, heldOut, 16);
   const questions = heldOutDefinitionQuestions(corpus, 8);
   const answers = greedyAnswers(client, questions.map((q) => q.question));
   const examples = questions.map((q, i) => ({ ...q, model: answers[i] }));
@@ -138,7 +147,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     tokens_seen: tokensSeen,
     held_out_loss: heldOutLoss,
     held_out_perplexity: Math.exp(heldOutLoss),
-    wall_seconds: result.history.reduce((n, h) => n + h.seconds, 0),
+    wall_seconds: seconds,
     backend: backendInfo() ? describeBackend(backendInfo()!) : 'unknown',
     parameters: parameterCount(config),
     vocab_size: config.vocab_size,
@@ -146,9 +155,13 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     loss_curve: result.history.filter((h) => h.step % 50 === 0 || h.step === result.steps).map((h) => ({ step: h.step, loss: h.loss, lr: h.lr })),
     held_out_examples: examples,
   };
-  writeFileAtomic(path.join(o.out, 'pretrain_metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
-  writeFileAtomic(path.join(o.out, 'README.md'), modelCard(metrics));
-  return { steps: result.steps, tokensSeen, heldOutPerplexity: Math.exp(heldOutLoss), seconds: metrics.wall_seconds, finished };
+  // The model folder is replaced whole, so an interruption never leaves weights beside another run's card.
+  replaceDirAtomic(o.out, (dir) => {
+    saveModel(model, tokenizer, dir);
+    writeFileAtomic(path.join(dir, 'pretrain_metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
+    writeFileAtomic(path.join(dir, 'README.md'), modelCard(metrics));
+  });
+  return { steps: result.steps, tokensSeen, heldOutPerplexity: Math.exp(heldOutLoss), seconds, finished };
 }
 
 type Metrics = Record<string, unknown> & {
