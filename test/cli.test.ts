@@ -89,7 +89,9 @@ describe('chromatune CLI', () => {
     expect(summary.train_examples + summary.validation_examples).toBe(12);
     expect(summary.steps).toBe(2 * Math.ceil(summary.train_examples / 4));
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter', 'adapter_config.json'), 'utf8'));
-    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, fan_in_fan_out: true });
+    // No --alpha: twice the rank (scale 2), as recorded in the summary and the adapter.
+    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 8, fan_in_fan_out: true });
+    expect(summary.settings.lora).toMatchObject({ r: 4, alpha: 8 });
     const { tensors } = readSafetensors(path.join(out, 'adapter', 'adapter_model.safetensors'));
     expect(tensors.get('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight')?.shape).toEqual([4, model.config.n_embd]);
     const metrics = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -112,6 +114,10 @@ describe('chromatune CLI', () => {
     const recitedHere = withTrain.answers.filter((a: { answer: string; reference: string }) => own.has(a.answer.trim().toLowerCase()) && a.answer.trim().toLowerCase() !== a.reference.toLowerCase()).length;
     expect(withTrain.recited).toBeCloseTo(recitedHere / 12, 10);
     expect(JSON.parse(await run(...evalArgs)).recited).toBeUndefined();
+    // The folder holds a run now: starting another there is refused, so nothing is appended to it.
+    const before = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8');
+    await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '1', '--out', out)).rejects.toThrow(`${out} already holds files; continue its run with --resume ${out}, or choose another --out`);
+    expect(fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')).toBe(before);
   });
 
   test('training examples longer than the context are counted and the first is named in a warning', async () => {

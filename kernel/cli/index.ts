@@ -35,11 +35,11 @@ function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Co
     .option('--epochs <n>', 'passes over the training data', num('--epochs'), d.epochs ?? 3)
     .option('--batch-size <n>', 'examples per step', num('--batch-size'), d.batchSize ?? 8)
     .option('--max-steps <n>', 'stop after this many steps', num('--max-steps'))
-    .option('--lr <x>', 'peak learning rate (default 2e-3 LoRA, 2e-4 full)', num('--lr'), d.lr)
+    .option('--lr <x>', d.lr ? 'peak learning rate for LoRA (full fine-tuning: 2e-4 unless given)' : 'peak learning rate (default 2e-3 LoRA, 2e-4 full)', num('--lr'), d.lr)
     .addOption(new Option('--schedule <s>', 'decay after warmup').choices(['cosine', 'linear', 'constant']).default('cosine'))
     .option('--warmup <n>', 'warmup steps', num('--warmup'), d.warmup ?? 0)
     .option('--rank <r>', 'LoRA rank', num('--rank'), d.rank ?? 8)
-    .option('--alpha <a>', 'LoRA alpha (scale alpha/r)', num('--alpha'), d.alpha ?? 16)
+    .option('--alpha <a>', 'LoRA alpha, the update scaled by alpha/r (default: 2 × rank)', num('--alpha'), d.alpha)
     .option('--dropout <p>', 'LoRA dropout', num('--dropout'), d.dropout ?? 0)
     .option('--word-dropout <p>', 'question augmentation: drop each question word with this probability, in examples drawn afresh each epoch with --augment-probability (0: off)', num('--word-dropout'), d.wordDropout ?? 0)
     .option('--rare-word-dropout <p>', 'with --word-dropout: drop a word found in only one training question with this probability instead; commoner words go up to --word-dropout on a log scale (default: all words alike)', num('--rare-word-dropout'), d.rareWordDropout)
@@ -59,6 +59,9 @@ function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Co
 /** Shared by `finetune` and `nyc`: opens the model, runs the job with a progress bar, prints the results. */
 async function runJobCommand(o: Record<string, any>, title: string, train: QAExample[], validation: QAExample[], evalSplits: Record<string, QAExample[]>) {
   const { model, tokenizer } = await openModel(o as ModelOpts, o.json);
+  if (!o.resume && o.out && fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0) {
+    throw new Error(`${o.out} already holds files; continue its run with --resume ${o.out}, or choose another --out`);
+  }
   const run = o.resume ? runPaths(o.resume) : o.out ? runPaths(o.out) : createRunDir(o.runs);
   fs.mkdirSync(run.dir, { recursive: true });
   if (o.resume) {
@@ -130,7 +133,9 @@ export function buildProgram(): Command {
 
   trainingOptions(modelOptions(program.command('nyc').description('the main job: LoRA fine-tuning of the embedded base model on nyc-qa, evaluated against the base model')), NYC_DEFAULTS)
     .option('--dataset <dir>', 'nyc-qa folder', projectPath('datasets', 'nyc-qa'))
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
+      // The main job's learning rate is tuned for LoRA; full fine-tuning keeps its own default unless --lr is given.
+      if (o.method === 'full' && cmd.getOptionValueSource('lr') === 'default') o.lr = undefined;
       const load = (name: string) => loadExamples(path.join(o.dataset, `${name}.jsonl`));
       const validation = load('validation');
       await runJobCommand(o, 'LoRA fine-tuning on nyc-qa', load('train'), validation, { validation, test: load('test'), held_out_facts: load('held_out_facts') });
@@ -190,7 +195,7 @@ export function buildProgram(): Command {
   program
     .command('pretrain')
     .description('pretrain the embedded base model from scratch on the WordNet corpus (resumable: run again to continue)')
-    .option('--out <dir>', 'model folder to write', DEFAULT_MODEL)
+    .option('--out <dir>', 'model folder to write when the run finishes (replaced whole)', DEFAULT_MODEL)
     .option('--work <dir>', 'work folder: tokenizer, token cache and checkpoint', path.join('runs', 'pretrain'))
     .option('--steps <n>', 'optimizer steps in the whole run', num('--steps'), 6000)
     .option('--minutes <m>', 'stop with a checkpoint after this many minutes', num('--minutes'))
@@ -212,7 +217,11 @@ export function buildProgram(): Command {
           log: (line) => process.stderr.write(`${line}\n`),
         });
         bar.stop();
-        process.stdout.write(`${r.finished ? 'finished' : 'paused (run again to resume)'}: ${r.steps} steps, ${r.tokensSeen} tokens, held-out perplexity ${r.heldOutPerplexity.toFixed(2)}; model in ${o.out}\n`);
+        process.stdout.write(
+          r.finished
+            ? `finished: ${r.steps} steps, ${r.tokensSeen} tokens, held-out perplexity ${r.heldOutPerplexity.toFixed(2)}; model in ${o.out}\n`
+            : `paused: ${r.steps} of ${o.steps} steps, ${r.tokensSeen} tokens; ${o.out} is unchanged; run the same command again to resume\n`,
+        );
       } finally {
         bar.stop();
         stop.dispose();

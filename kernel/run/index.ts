@@ -53,6 +53,14 @@ export function truncateMetrics(run: RunPaths, step: number): void {
   writeFileAtomic(run.metrics, kept.map((l) => l + '\n').join(''));
 }
 
+/**
+ * A run that starts afresh in a folder used before: the old run's metrics, summary, answers and report
+ * would otherwise sit beside (or be appended to by) the new run's.
+ */
+export function startFresh(run: RunPaths): void {
+  for (const f of [run.metrics, run.summary, path.join(run.dir, 'answers.jsonl'), path.join(run.dir, 'report.html')]) fs.rmSync(f, { force: true });
+}
+
 export function writeSummary(run: RunPaths, summary: Record<string, unknown>): void {
   writeFileAtomic(run.summary, JSON.stringify(summary, null, 2) + '\n');
 }

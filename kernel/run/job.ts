@@ -18,7 +18,7 @@ import { backendInfo, measureMatmulGflops } from '../backend';
 import { parameterCount } from '../model/config';
 import { type LScore, lScore } from '../tune/lscore';
 import { writeFileAtomic } from '../io/atomic';
-import { appendMetric, type RunPaths, writeSummary } from './index';
+import { appendMetric, type RunPaths, startFresh, writeSummary } from './index';
 import { renderRunReport } from '../display/report';
 
 export type SplitMetrics = Omit<EvalResult, 'answers'>;
@@ -99,6 +99,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     }
     return out;
   };
+  if (!o.resume) startFresh(o.run);
   const truncated = truncatedExamples(o);
   o.model.setActiveAdapter(null);
   const base = o.base ?? evalAll('base model');
@@ -143,7 +144,8 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     model: path.resolve(o.modelDir),
     backend: backendInfo(),
     method,
-    settings: { ...o.training },
+    // The LoRA settings as resolved (defaults filled in), which is what the adapter was trained with.
+    settings: { ...o.training, ...(method === 'lora' && o.model.activeAdapter ? { lora: o.model.activeAdapter.config } : {}) },
     train_examples: o.train.length,
     truncated_train_examples: truncated,
     validation_examples: o.validation.length,
