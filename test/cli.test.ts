@@ -114,6 +114,19 @@ describe('chromatune CLI', () => {
     const recitedHere = withTrain.answers.filter((a: { answer: string; reference: string }) => own.has(a.answer.trim().toLowerCase()) && a.answer.trim().toLowerCase() !== a.reference.toLowerCase()).length;
     expect(withTrain.recited).toBeCloseTo(recitedHere / 12, 10);
     expect(JSON.parse(await run(...evalArgs)).recited).toBeUndefined();
+    // --adapter continues training that adapter, with its own settings: one step at a tiny learning rate
+    // leaves its weights almost as they were (a fresh adapter would start from B = 0).
+    const cont = path.join(dir, 'continued');
+    const adapterArgs = ['finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--adapter', path.join(out, 'adapter')];
+    const again = JSON.parse(await run(...adapterArgs, '--epochs', '1', '--max-steps', '1', '--lr', '1e-7', '--out', cont, '--json'));
+    expect(again.settings.lora).toMatchObject({ r: 4, alpha: 8 });
+    const key = 'base_model.model.transformer.h.0.attn.c_attn.lora_B.weight';
+    const [oldB, newB] = [out, cont].map((d) => readSafetensors(path.join(d, 'adapter', 'adapter_model.safetensors')).tensors.get(key)!.data as Float32Array);
+    const maxAbs = (a: Float32Array) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    expect(maxAbs(oldB)).toBeGreaterThan(1e-3);
+    expect(maxAbs(newB.map((x, i) => x - oldB[i]))).toBeLessThan(1e-4);
+    await expect(run(...adapterArgs, '--method', 'full', '--out', path.join(dir, 'c2'))).rejects.toThrow('--adapter continues training a LoRA adapter; it cannot be combined with --method full');
+    await expect(run(...adapterArgs, '--rank', '8', '--out', path.join(dir, 'c3'))).rejects.toThrow('--adapter trains the adapter with its own LoRA settings; leave out --rank');
     // The folder holds a run now: starting another there is refused, so nothing is appended to it.
     const before = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8');
     await expect(run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '1', '--out', out)).rejects.toThrow(`${out} already holds files; continue its run with --resume ${out}, or choose another --out`);

@@ -28,10 +28,11 @@ export interface ModelOpts {
   backend?: BackendChoice;
 }
 
-export function modelOptions(cmd: Command): Command {
+/** --model, --backend and (unless adapterHelp is null, for commands that train fresh adapters only) --adapter. */
+export function modelOptions(cmd: Command, adapterHelp: string | null = 'LoRA adapter folder (PEFT format) to apply'): Command {
+  cmd.option('--model <dir>', 'base model folder (Hugging Face layout)', DEFAULT_MODEL);
+  if (adapterHelp !== null) cmd.option('--adapter <dir>', adapterHelp);
   return cmd
-    .option('--model <dir>', 'base model folder (Hugging Face layout)', DEFAULT_MODEL)
-    .option('--adapter <dir>', 'LoRA adapter folder (PEFT format) to apply')
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (default: best available; env CHROMATUNE_BACKEND)').choices([...BACKEND_CHOICES]));
 }
 

@@ -29,6 +29,8 @@ const NYC_DEFAULTS = {
   wordDropout: 0.6, rareWordDropout: 0.05, augmentProbability: 0.9, evalEvery: 54, warmup: 20,
 };
 
+const CONTINUE_ADAPTER = 'LoRA adapter folder (PEFT format) to continue training (its rank, alpha, dropout and targets are used)';
+
 function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Command {
   return cmd
     .addOption(new Option('--method <m>', 'LoRA or full fine-tuning').choices(['lora', 'full']).default('lora'))
@@ -57,8 +59,15 @@ function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Co
 }
 
 /** Shared by `finetune` and `nyc`: opens the model, runs the job with a progress bar, prints the results. */
-async function runJobCommand(o: Record<string, any>, title: string, train: QAExample[], validation: QAExample[], evalSplits: Record<string, QAExample[]>) {
+async function runJobCommand(o: Record<string, any>, cmd: Command, title: string, train: QAExample[], validation: QAExample[], evalSplits: Record<string, QAExample[]>) {
+  if (o.adapter) {
+    if (o.method === 'full') throw new Error('--adapter continues training a LoRA adapter; it cannot be combined with --method full');
+    const given = ['rank', 'alpha', 'dropout', 'targets'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+    if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => `--${k}`).join(', ')}`);
+  }
   const { model, tokenizer } = await openModel(o as ModelOpts, o.json);
+  // With --adapter, training continues that adapter (loaded under its folder's name) instead of a fresh one.
+  const adapterName = o.adapter ? model.activeAdapter!.name : undefined;
   if (!o.resume && o.out && fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0) {
     throw new Error(`${o.out} already holds files; continue its run with --resume ${o.out}, or choose another --out`);
   }
@@ -80,7 +89,8 @@ async function runJobCommand(o: Record<string, any>, title: string, train: QAExa
       onProgress: (e) => bar.update(e),
       training: {
         method: o.method,
-        lora: { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
+        adapterName,
+        lora: adapterName ? undefined : { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
         epochs: o.epochs, batchSize: o.batchSize, maxSteps: o.maxSteps, learningRate: o.lr, schedule: o.schedule,
         warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: { wordDropout: o.wordDropout, rareWordDropout: o.rareWordDropout, probability: o.augmentProbability }, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
         earlyStopping: o.patience !== undefined ? { patience: o.patience } : undefined,
@@ -119,26 +129,26 @@ export function buildProgram(): Command {
     .description('Fine-tune small GPT-2-style language models with LoRA, and see tuning as colour.')
     .showHelpAfterError();
 
-  trainingOptions(modelOptions(program.command('finetune').description('fine-tune a model with LoRA (or fully) on your question/answer file; writes a run folder')))
+  trainingOptions(modelOptions(program.command('finetune').description('fine-tune a model with LoRA (or fully) on your question/answer file; writes a run folder'), CONTINUE_ADAPTER))
     .requiredOption('--data <file>', 'training data: .jsonl, .json (array) or .csv/.tsv with a question/answer field pair')
     .option('--validation <file>', 'validation data (default: split off --val-fraction of --data)')
     .option('--val-fraction <x>', 'fraction of --data held out for validation when --validation is not given', num('--val-fraction'), 0.1)
     .option('--question-field <name>', 'field holding the question (default: detected)')
     .option('--answer-field <name>', 'field holding the answer (default: detected)')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
       const data = loadExamples(o.data, dataOptions(o));
       const split = o.validation ? { train: data, validation: loadExamples(o.validation, dataOptions(o)) } : splitValidation(data, o.valFraction, o.seed, o.data);
-      await runJobCommand(o, `Fine-tuning on ${path.basename(o.data)}`, split.train, split.validation, { validation: split.validation });
+      await runJobCommand(o, cmd, `Fine-tuning on ${path.basename(o.data)}`, split.train, split.validation, { validation: split.validation });
     });
 
-  trainingOptions(modelOptions(program.command('nyc').description('the main job: LoRA fine-tuning of the embedded base model on nyc-qa, evaluated against the base model')), NYC_DEFAULTS)
+  trainingOptions(modelOptions(program.command('nyc').description('the main job: LoRA fine-tuning of the embedded base model on nyc-qa, evaluated against the base model'), CONTINUE_ADAPTER), NYC_DEFAULTS)
     .option('--dataset <dir>', 'nyc-qa folder', projectPath('datasets', 'nyc-qa'))
     .action(async (o, cmd: Command) => {
       // The main job's learning rate is tuned for LoRA; full fine-tuning keeps its own default unless --lr is given.
       if (o.method === 'full' && cmd.getOptionValueSource('lr') === 'default') o.lr = undefined;
       const load = (name: string) => loadExamples(path.join(o.dataset, `${name}.jsonl`));
       const validation = load('validation');
-      await runJobCommand(o, 'LoRA fine-tuning on nyc-qa', load('train'), validation, { validation, test: load('test'), held_out_facts: load('held_out_facts') });
+      await runJobCommand(o, cmd, 'LoRA fine-tuning on nyc-qa', load('train'), validation, { validation, test: load('test'), held_out_facts: load('held_out_facts') });
     });
 
   modelOptions(program.command('eval').description('perplexity of the reference answers; exact match, token F1 and ROUGE-L of greedy answers (with --train, the share that recite a training answer)'))

@@ -16,7 +16,7 @@ import { progressBar } from './progress';
 const QUICK = { train: 48, validation: 16, trials: 4 };
 
 export function registerSweep(program: Command): void {
-  modelOptions(program.command('sweep').description('hyperparameter search over LoRA rank, alpha, learning rate, batch size, epochs and dropout; one run folder per trial'))
+  modelOptions(program.command('sweep').description('hyperparameter search over LoRA rank, alpha, learning rate, batch size, epochs and dropout; one run folder per trial'), null)
     .option('--data <file>', 'training data (default: nyc-qa train, validated on nyc-qa validation)')
     .option('--validation <file>', 'validation data (default: nyc-qa validation, or split off --data)')
     .option('--question-field <name>', 'field holding the question (default: detected)')
