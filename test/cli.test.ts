@@ -145,9 +145,14 @@ describe('chromatune CLI', () => {
     expect(stderr).toContain(`warning: 1 of 4 training examples are longer than 97 tokens (the model's context of 96 and the token it predicts)`);
     expect(stderr).toContain(`the first is ${data}:3 (${tokens} tokens)`);
     expect(fs.readFileSync(path.join(dir, 'long', 'report.html'), 'utf8')).toContain('4 training examples (1 cut to the context), 12 for validation');
+    expect(stderr).not.toContain('several lines');
     fs.writeFileSync(data, rows.filter((_, i) => i !== 2).map((r) => JSON.stringify(r)).join('\n') + '\n');
     expect(JSON.parse(await run(...args, '--out', path.join(dir, 'short'))).truncated_train_examples).toBe(0);
     expect(stderr).not.toContain('warning');
+    fs.writeFileSync(data, rows.map((r, i) => JSON.stringify(i === 1 ? { ...r, answer: 'line one\nline two' } : r)).join('\n') + '\n');
+    await run(...args, '--out', path.join(dir, 'multi'));
+    expect(stderr).toContain(`warning: 1 answer spans several lines; a generated answer ends at its first line break`);
+    expect(stderr).toContain(`the first is ${data}:2`);
   });
 
   test('bad flags give errors that name the flag or field and the valid range', async () => {

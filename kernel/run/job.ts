@@ -85,6 +85,18 @@ function truncatedExamples(o: JobOptions): number {
   return long.length;
 }
 
+/** Answers with line breaks are trained whole but generated only up to the first break (the answer's end). */
+function warnMultiLineAnswers(o: JobOptions): void {
+  const rows = [...o.train, ...Object.values(o.evalSplits).flat()];
+  const multi = [...new Set(rows)].filter((ex) => /[\r\n]/.test(ex.answer.trim()));
+  if (multi.length === 0) return;
+  const first = multi[0].source;
+  o.log?.(
+    `warning: ${multi.length} answer${multi.length === 1 ? ' spans' : 's span'} several lines; a generated answer ends at its first line break, ` +
+      `so these are scored on their first line only (join their lines to train and score them whole); the first is ${first.file}:${first.line}`,
+  );
+}
+
 export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; result: FinetuneResult; answers: Record<string, { base: EvalResult; finetuned: EvalResult }> }> {
   const log = o.log ?? (() => undefined);
   const t0 = performance.now();
@@ -101,6 +113,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
   };
   if (!o.resume) startFresh(o.run);
   const truncated = truncatedExamples(o);
+  warnMultiLineAnswers(o);
   o.model.setActiveAdapter(null);
   const base = o.base ?? evalAll('base model');
   const tBase = performance.now();
