@@ -111,6 +111,11 @@ describe('training sweep', () => {
     await expect(sweep({ ...opts, onProgress: (e) => e.kind === 'step' && steps++, shouldStop: () => steps >= 3 })).rejects.toThrow(StudyStopped);
     const lines = fs.readFileSync(path.join(out, 'study.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.filter((e) => e.type === 'tell')).toHaveLength(0);
+    // The report is written when stopped too; the running trial links to its folder, which has no report yet.
+    expect(fs.readFileSync(path.join(out, 'report.html'), 'utf8')).toContain('href="trial-000"');
+    // Values of another objective, or measured on other data, would not compare: such a resume is refused.
+    await expect(sweep({ ...opts, objective: 'perplexity' })).rejects.toThrow(/created with objective "val-loss", not "perplexity"/);
+    await expect(sweep({ ...opts, train: train.slice(1) })).rejects.toThrow(/created with train "16 examples, sha256 [0-9a-f]{16}", not "15 examples/);
     const firstStep: number[] = [];
     const study = await sweep({ ...opts, onProgress: (e) => e.kind === 'step' && firstStep.length === 0 && firstStep.push(e.step) });
     expect(firstStep[0]).toBeGreaterThan(1); // continued from the checkpoint, not from step 1

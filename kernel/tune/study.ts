@@ -72,6 +72,12 @@ export interface StudyOptions {
   path?: string;
   /** Median-rule pruning of trials that report intermediate values; omit to never prune. */
   pruner?: PrunerOptions;
+  /**
+   * What the values mean and are measured on (say the objective's name and a fingerprint of the data).
+   * Stored in the study file; resuming with a different context is refused, since old and new values
+   * would not be comparable.
+   */
+  context?: Record<string, unknown>;
 }
 
 export interface TrialHandle {
@@ -100,6 +106,7 @@ interface StudyHeader {
   sampler: { name: string; options: Record<string, unknown> };
   seed: number;
   pruner: PrunerOptions | null;
+  context?: Record<string, unknown>;
   created: string;
 }
 
@@ -110,6 +117,7 @@ export class Study {
   readonly sampler: Sampler;
   readonly direction: Direction;
   readonly seed: number;
+  readonly context?: Record<string, unknown>;
   readonly name: string;
   readonly path?: string;
   readonly pruner: (Required<Omit<PrunerOptions, 'intermediateDirection'>> & Pick<PrunerOptions, 'intermediateDirection'>) | null;
@@ -124,6 +132,7 @@ export class Study {
     this.sampler = o.sampler;
     this.direction = direction;
     this.seed = o.seed ?? 0;
+    this.context = o.context;
     this.name = o.name ?? (o.path ? path.basename(o.path, '.jsonl') : 'study');
     this.path = o.path;
     this.pruner = o.pruner
@@ -303,6 +312,7 @@ export class Study {
       sampler: { name: this.sampler.name, options: this.sampler.options },
       seed: this.seed,
       pruner: this.pruner,
+      ...(this.context ? { context: this.context } : {}),
       created: new Date().toISOString(),
     };
   }
@@ -350,6 +360,12 @@ export class Study {
       throw mismatch('sampler', h.sampler, { name: this.sampler.name, options: this.sampler.options });
     }
     if (h.seed !== this.seed) throw mismatch('seed', h.seed, this.seed);
+    // Files written before contexts were stored have none to compare.
+    if (h.context) {
+      for (const k of new Set([...Object.keys(h.context), ...Object.keys(this.context ?? {})])) {
+        if (JSON.stringify(h.context[k]) !== JSON.stringify(this.context?.[k])) throw mismatch(k, h.context[k], this.context?.[k]);
+      }
+    }
     for (let i = 1; i < lines.length; i++) {
       const e = parse(i);
       const n = e.number as number;

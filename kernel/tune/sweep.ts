@@ -9,6 +9,7 @@
  * Trials report validation loss at every evaluation, so the median rule can prune them. A trial
  * interrupted by Ctrl-C is resumed from its checkpoint when the sweep runs again.
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { QAExample } from '../data/example';
@@ -77,6 +78,13 @@ export interface SweepOptions {
   log?: (line: string) => void;
 }
 
+/** The examples' count and a hash of their questions and answers: a resumed sweep must see the same data. */
+function dataFingerprint(examples: QAExample[]): string {
+  const hash = createHash('sha256');
+  for (const ex of examples) hash.update(JSON.stringify([ex.question, ex.answer]));
+  return `${examples.length} examples, sha256 ${hash.digest('hex').slice(0, 16)}`;
+}
+
 /** Objectives whose units the intermediate reports share (validation loss, or its exponential). */
 const REPORTS_OBJECTIVE: Record<SweepObjective, boolean> = { 'val-loss': true, perplexity: true, 'token-f1': false, 'l-score': false };
 
@@ -109,6 +117,7 @@ export async function sweep(o: SweepOptions): Promise<Study> {
     seed: o.seed ?? 0,
     name: path.basename(path.resolve(o.dir)),
     path: path.join(o.dir, 'study.jsonl'),
+    context: { objective: o.objective, train: dataFingerprint(o.train), validation: dataFingerprint(o.validation) },
     // Trials report validation loss, as perplexity when that is the objective (the same units);
     // for token F1 and the L-score it is another quantity, minimised whatever the objective's direction.
     pruner: o.prune === false ? undefined : { startupTrials: 3, warmupSteps: 1, ...(REPORTS_OBJECTIVE[o.objective] ? {} : { intermediateDirection: 'minimize' as const }) },
@@ -172,9 +181,17 @@ export async function sweep(o: SweepOptions): Promise<Study> {
     await study.optimize(objective, { trials: o.trials, onTrial: o.onTrial });
   } finally {
     study.close();
+    // Also when stopped: the ranking so far, next to the trial that will be resumed.
+    writeSweepReport(study, o.dir, o.objective);
   }
-  writeSweepReport(study, o.dir, o.objective);
   return study;
+}
+
+/** A trial's report, relative to the sweep folder; pruned, failed and running trials have none, so their folder. */
+function reportOf(dir: string, t: TrialRecord): string | undefined {
+  if (!t.attrs.run) return undefined;
+  const report = path.join(t.attrs.run as string, 'report.html');
+  return path.relative(dir, fs.existsSync(report) ? report : (t.attrs.run as string));
 }
 
 /** ranking.json and report.html in the sweep folder; each trial links to its run's own report. */
@@ -183,7 +200,7 @@ export function writeSweepReport(study: Study, dir: string, objective: SweepObje
   const rows = study.ranking().map((t, i) => ({ rank: i + 1, number: t.number, value: t.value, params: t.params, metrics: t.attrs.metrics, run: t.attrs.run }));
   writeFileAtomic(ranking, JSON.stringify({ objective, direction: study.direction, trials: study.trials.length, ranking: rows }, null, 2) + '\n');
   const report = writeStudyReport(
-    { study, title: `Training sweep (${objective})`, objective, runHref: (t) => (t.attrs.run ? path.relative(dir, path.join(t.attrs.run as string, 'report.html')) : undefined) },
+    { study, title: `Training sweep (${objective})`, objective, runHref: (t) => reportOf(dir, t) },
     path.join(dir, 'report.html'),
   );
   return { ranking, report };
