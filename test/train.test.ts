@@ -16,7 +16,7 @@ import { loadAdapter } from '../kernel/lora/peft';
 import { AdamW } from '../kernel/train/adamw';
 import { checkpointStep, hasCheckpoint, loadCheckpoint, STATE_FILE } from '../kernel/train/checkpoint';
 import { TrainingClient } from '../kernel/train/client';
-import { type FinetuneConfig, type FinetuneResult, finetune, TrainingDivergedError } from '../kernel/train/finetune';
+import { evaluateLoss, type FinetuneConfig, type FinetuneResult, finetune, tokenizeAll, TrainingDivergedError } from '../kernel/train/finetune';
 import { learningRateAt, type Schedule } from '../kernel/train/schedule';
 import { generate } from '../kernel/sample/generate';
 import {
@@ -597,6 +597,32 @@ describe('finetune', () => {
     expect(maxAbsDiff(rc2.evals.map((e) => e.valLoss), ra.evals.map((e) => e.valLoss))).toBeLessThanOrEqual(1e-6);
     for (const r of [ra, rb, rc1, rc2]) r.client.dispose();
     for (const m of [a.model, b.model, c1.model, c2.model]) m.dispose();
+  });
+
+  it('with early stopping the run ends on the weights of its best validation loss, also after a resume', async () => {
+    const common: Partial<FinetuneConfig> = { validation: qaPairs(3, 50), evalEvery: 1, earlyStopping: { patience: 1, minDelta: 100 } };
+    const adapterWeights = (m: GPT2Model) => m.trainableVariables('lora').map(([name, v]) => [name, Array.from(v.dataSync())] as const);
+    let atStep1: ReturnType<typeof adapterWeights> = [];
+    const ck = path.join(dir, 'best');
+    const model = GPT2Model.random(cfg, 1); // given, so the step callback can read it while tinyRun is still starting
+    const a = tinyRun({ ...common, model, checkpointDir: ck, onProgress: (e) => void (e.kind === 'step' && e.step === 1 && (atStep1 = adapterWeights(model))) });
+    const ra = await a.promise;
+    expect([ra.steps, ra.bestStep, ra.restoredBestStep]).toEqual([2, 1, 1]);
+    const atEnd = adapterWeights(model);
+    expect(atEnd).toEqual(atStep1);
+    // Independently: the model as it ends scores the best validation loss, not the last one.
+    const client = new TrainingClient(model, tok, 'none');
+    expect(evaluateLoss(client, tokenizeAll(tok, qaPairs(3, 50), cfg.n_positions), 3)).toBeCloseTo(ra.bestValLoss!, 5);
+    expect(ra.evals[1].valLoss).not.toBeCloseTo(ra.bestValLoss!, 5);
+    expect(fs.existsSync(path.join(ck, 'best.safetensors'))).toBe(true);
+    // A resume of the stopped run loads the checkpoint, which holds the best weights already.
+    const b = tinyRun({ ...common, checkpointDir: ck, resume: true });
+    const rb = await b.promise;
+    expect(rb.restoredBestStep).toBe(1);
+    expect(adapterWeights(b.model)).toEqual(atStep1);
+    for (const r of [ra, rb]) r.client.dispose();
+    client.dispose();
+    for (const m of [model, a.model, b.model]) m.dispose();
   });
 
   it('a resume with other AdamW betas or eps, group scales, early stopping or evaluation cadence is refused, naming the setting', async () => {

@@ -62,6 +62,8 @@ export interface JobSummary {
   seconds: { base_eval: number; training: number; finetuned_eval: number; total: number };
   final_train_loss: number | null;
   best_val_loss: number | null;
+  /** With early stopping, the step whose weights were kept when it was not the last one (the saved adapter or model is that step's). */
+  restored_best_step: number | null;
   metrics: Record<string, { base: SplitMetrics; finetuned: SplitMetrics }>;
   /** L-score on the validation split (or the first evaluated split); null for an interrupted run. */
   l_score: (LScore & { split: string }) | null;
@@ -169,6 +171,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     seconds: { base_eval: (tBase - t0) / 1000, training: (tTrain - tBase) / 1000, finetuned_eval: (tEnd - tTrain) / 1000, total: (tEnd - t0) / 1000 },
     final_train_loss: result.history.at(-1)?.loss ?? null,
     best_val_loss: result.bestValLoss,
+    restored_best_step: result.restoredBestStep,
     metrics,
     l_score,
     output: method === 'lora' ? o.run.adapter : o.run.model,

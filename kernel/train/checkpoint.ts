@@ -4,6 +4,7 @@
  *   trainer_state.json          step, history, early-stopping state, the run's fingerprint
  *   adapter_config.json + adapter_model.safetensors   (LoRA, PEFT format)   or   model.safetensors (full)
  *   optimizer.safetensors       AdamW moments
+ *   best.safetensors            with early stopping: the trainable weights at the best validation loss
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -11,6 +12,7 @@ import * as tf from '../backend/tf';
 import { replaceDirAtomic, restoreOrphanedDir, writeFileAtomic } from '../io/atomic';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import { assignAdapterWeights, writeAdapterFiles } from '../lora/peft';
+import type { NamedArrays } from '../model/tensor';
 import type { TrainingClient } from './client';
 
 export interface StepRecord {
@@ -41,6 +43,13 @@ export interface TrainerState {
 }
 
 export const STATE_FILE = 'trainer_state.json';
+const BEST_FILE = 'best.safetensors';
+
+/** The best weights a checkpoint holds (early stopping), or undefined. */
+export function loadBestWeights(dir: string): NamedArrays | undefined {
+  const file = path.join(dir, BEST_FILE);
+  return fs.existsSync(file) ? (readSafetensors(file).tensors as NamedArrays) : undefined;
+}
 
 /** The step a checkpoint folder holds. */
 export function checkpointStep(dir: string): number {
@@ -54,8 +63,9 @@ export function hasCheckpoint(dir: string): boolean {
   return fs.existsSync(path.join(dir, STATE_FILE));
 }
 
-export function saveCheckpoint(dir: string, client: TrainingClient, state: TrainerState, baseModel: string): void {
+export function saveCheckpoint(dir: string, client: TrainingClient, state: TrainerState, baseModel: string, best?: NamedArrays): void {
   replaceDirAtomic(dir, (tmp) => {
+    if (best) writeSafetensors(path.join(tmp, BEST_FILE), best, { step: String(state.bestStep) });
     const adapter = client.model.activeAdapter;
     if (client.mode === 'lora' && adapter) writeAdapterFiles(adapter, tmp, baseModel);
     else writeSafetensors(path.join(tmp, 'model.safetensors'), client.model.weightArrays(), { format: 'pt' });

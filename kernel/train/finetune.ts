@@ -14,7 +14,9 @@ import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
 import { ADAM_DEFAULTS, checkGroupScaleKeys, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
-import { type EvalRecord, hasCheckpoint, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
+import { type EvalRecord, hasCheckpoint, loadBestWeights, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
+import type { NamedArrays } from '../model/tensor';
+import * as tf from '../backend/tf';
 import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
 
 export interface FinetuneConfig {
@@ -87,6 +89,8 @@ export interface FinetuneResult {
   bestValLoss: number | null;
   bestStep: number | null;
   stoppedEarly: boolean;
+  /** With early stopping: the step whose weights the run ended on, when they are not the last step's. */
+  restoredBestStep: number | null;
   /** shouldStop() asked to stop; the checkpoint (if any) holds the state to resume from. */
   interrupted: boolean;
   resumedFrom: number;
@@ -253,9 +257,21 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
       etaSeconds: done > 0 ? (elapsed / done) * (totalSteps - state.step) : NaN,
     });
   };
+  // With early stopping the run ends on the weights of its best validation loss (as load_best_model_at_end
+  // does in transformers), so the saved adapter or model is the one the reported best loss belongs to.
+  const trainable = model.trainableVariables(s.method);
+  let best: NamedArrays | undefined = s.patience > 0 && c.checkpointDir && resumedFrom > 0 ? loadBestWeights(c.checkpointDir) : undefined;
+  const snapshot = (): NamedArrays => new Map(trainable.map(([name, v]) => [name, { shape: v.shape, data: (v.dataSync() as Float32Array).slice() }]));
+  // A resumed run that had stopped early was saved with its best weights already in place.
+  let restoredBestStep: number | null = stoppedEarly && state.bestStep !== state.step ? state.bestStep : null;
+  const restoreBest = () => {
+    if (!best || state.bestStep === state.step) return;
+    for (const [name, v] of trainable) tf.tidy(() => v.assign(tf.tensor(best!.get(name)!.data, v.shape)));
+    restoredBestStep = state.bestStep;
+  };
   const checkpoint = () => {
     if (!c.checkpointDir) return;
-    saveCheckpoint(c.checkpointDir, client, state, baseModel);
+    saveCheckpoint(c.checkpointDir, client, state, baseModel, best);
     emit({ kind: 'checkpoint', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
   };
 
@@ -298,6 +314,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
         state.bestValLoss = valLoss;
         state.bestStep = state.step;
         state.evalsWithoutImprovement = 0;
+        if (s.patience > 0) best = snapshot();
       } else state.evalsWithoutImprovement++;
       emit({ kind: 'eval', step: state.step, epoch, valLoss });
       if (s.patience > 0 && state.evalsWithoutImprovement >= s.patience) stoppedEarly = true;
@@ -305,6 +322,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     // Let the event loop breathe (progress displays, Ctrl-C) between steps.
     await new Promise<void>((r) => setImmediate(r));
     interrupted = !last && !stoppedEarly && (c.shouldStop?.() ?? false);
+    if (s.patience > 0 && (last || stoppedEarly)) restoreBest();
     if ((s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0) || last || stoppedEarly || interrupted) checkpoint();
     if (interrupted) break;
   }
@@ -319,6 +337,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     bestValLoss: state.bestValLoss,
     bestStep: state.bestStep,
     stoppedEarly,
+    restoredBestStep,
     interrupted,
     resumedFrom,
     trainableParameters: model.trainableVariables(s.method).reduce((n, [, v]) => n + v.size, 0),
