@@ -174,6 +174,22 @@ describe('fineTuneRun', () => {
     expect(calls.length).toBeGreaterThan(0);
   });
 
+  test('an interrupted run resumes with resume: true, ending as an uninterrupted one', async () => {
+    const model = GPT2Model.random(tinyConfig({ n_positions: 96 }), 6);
+    const common = { model, tokenizer, modelDir: 'tiny', train: qaPairs(12), validation: qaPairs(4, 50), epochs: 2, batchSize: 4, lora: { r: 2 }, progress: false, seed: 3 };
+    const whole = await fineTuneRun({ ...common, out: path.join(dir, 'whole') });
+    const out = path.join(dir, 'interrupted');
+    let steps = 0;
+    const first = await fineTuneRun({ ...common, out, shouldStop: () => ++steps >= 2 });
+    expect([first.summary.interrupted, first.summary.steps]).toEqual([true, 2]);
+    await expect(fineTuneRun({ ...common, resume: true })).rejects.toThrow('fineTuneRun: resume needs out');
+    const resumed = await fineTuneRun({ ...common, out, resume: true });
+    expect([resumed.summary.interrupted, resumed.summary.steps]).toEqual([false, whole.summary.steps]);
+    const trainSteps = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.kind === 'train').map((m) => m.step);
+    expect(trainSteps).toEqual(Array.from({ length: whole.summary.steps }, (_, i) => i + 1));
+    expect(resumed.summary.final_train_loss).toBeCloseTo(whole.summary.final_train_loss!, 5);
+  });
+
   test('without validation a share of train is split off; model and tokenizer go together', async () => {
     const model = GPT2Model.random(tinyConfig({ n_positions: 96 }), 5);
     const r = await fineTuneRun({ model, tokenizer, modelDir: 'tiny', train: qaPairs(20), validationFraction: 0.25, out: path.join(dir, 'split'), maxSteps: 1, batchSize: 4, progress: false });

@@ -7,9 +7,8 @@ import { loadExamples } from '../data/load';
 import { splitValidation } from '../data/batch';
 import { formatPrompt } from '../data/example';
 import { TrainingClient } from '../train/client';
-import { checkpointStep, hasCheckpoint } from '../train/checkpoint';
 import { evaluate } from '../eval';
-import { createRunDir, runPaths, truncateMetrics } from '../run';
+import { createRunDir, prepareResume, runPaths } from '../run';
 import { metricTable, runJob } from '../run/job';
 import type { QAExample } from '../data/example';
 import { projectPath } from '../paths';
@@ -73,10 +72,7 @@ async function runJobCommand(o: Record<string, any>, cmd: Command, title: string
   }
   const run = o.resume ? runPaths(o.resume) : o.out ? runPaths(o.out) : createRunDir(o.runs);
   fs.mkdirSync(run.dir, { recursive: true });
-  if (o.resume) {
-    if (!hasCheckpoint(run.checkpoint)) throw new Error(`${run.checkpoint}: no checkpoint to resume from`);
-    truncateMetrics(run, checkpointStep(run.checkpoint));
-  }
+  if (o.resume) prepareResume(run);
   const log = (line: string) => process.stderr.write(line + '\n');
   log(`run folder: ${run.dir}`);
   const bar = progressBar('fine-tune');

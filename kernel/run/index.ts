@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../io/atomic';
+import { checkpointStep, hasCheckpoint } from '../train/checkpoint';
 
 export interface RunPaths {
   dir: string;
@@ -41,6 +42,12 @@ export function createRunDir(parent = 'runs'): RunPaths {
 
 export function appendMetric(run: RunPaths, record: Record<string, unknown>): void {
   fs.appendFileSync(run.metrics, JSON.stringify(record) + '\n');
+}
+
+/** Before resuming the run in `run`: it must have a checkpoint, and its metrics are cut back to that step. */
+export function prepareResume(run: RunPaths): void {
+  if (!hasCheckpoint(run.checkpoint)) throw new Error(`${run.checkpoint}: no checkpoint to resume from`);
+  truncateMetrics(run, checkpointStep(run.checkpoint));
 }
 
 /** On resume, metrics past the checkpoint's step are dropped so the file matches the restored state. */

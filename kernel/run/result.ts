@@ -19,7 +19,7 @@ import type { GPT2Model } from '../model/gpt2';
 import { projectPath } from '../paths';
 import type { Tokenizer } from '../tokenizer';
 import type { FinetuneConfig, FinetuneResult } from '../train/finetune';
-import { createRunDir, runPaths } from './index';
+import { createRunDir, prepareResume, runPaths } from './index';
 import { type JobSummary, runJob, type SplitMetrics } from './job';
 
 /** Examples as a plain list or a Dataset (openDataset). */
@@ -124,6 +124,8 @@ export interface FineTuneRunOptions extends Omit<FinetuneConfig, 'model' | 'toke
   title?: string;
   /** The run folder (default: a new timestamped folder under runsDir). */
   out?: string;
+  /** Continue the interrupted run in `out` from its checkpoint (the same settings and data are required). */
+  resume?: boolean;
   /** Parent of new run folders (default runs/). */
   runsDir?: string;
   /** The live progress display (default on). */
@@ -141,7 +143,7 @@ export interface FineTuneRunOptions extends Omit<FinetuneConfig, 'model' | 'toke
 export async function fineTuneRun(o: FineTuneRunOptions): Promise<RunResult> {
   const {
     train: trainIn, validation: validationIn, validationFraction, evalSplits: splitsIn, model: modelIn, tokenizer: tokenizerIn, modelDir: dirIn,
-    title: titleIn, out, runsDir, progress, base, targetLoss, log, shouldStop, ...training
+    title: titleIn, out, resume, runsDir, progress, base, targetLoss, log, shouldStop, ...training
   } = o;
   if ((modelIn === undefined) !== (tokenizerIn === undefined)) throw new RangeError('give model and tokenizer together, or neither (then modelDir is loaded)');
   const modelDir = dirIn ?? projectPath('models', 'chromatune-base');
@@ -152,8 +154,10 @@ export async function fineTuneRun(o: FineTuneRunOptions): Promise<RunResult> {
   else ({ train, validation } = splitValidation(train, validationFraction ?? 0.1, training.seed ?? 0, 'train'));
   if (validation.length === 0) throw new RangeError('fineTuneRun: validation is empty; give validation examples, or leave it out to split them off train');
   const evalSplits = splitsIn ? Object.fromEntries(Object.entries(splitsIn).map(([k, v]) => [k, examplesOf(v)])) : { validation };
+  if (resume && !out) throw new RangeError('fineTuneRun: resume needs out, the folder of the run to continue');
   const run = out ? runPaths(out) : createRunDir(runsDir ?? 'runs');
   fs.mkdirSync(run.dir, { recursive: true });
+  if (resume) prepareResume(run);
   const method = training.method ?? 'lora';
   const title = titleIn ?? `${method === 'lora' ? 'LoRA' : 'Full'} fine-tuning on ${train.length} examples`;
   // A fresh adapter per run, so that a second run on the same model does not train the first one's further.
@@ -161,7 +165,7 @@ export async function fineTuneRun(o: FineTuneRunOptions): Promise<RunResult> {
   const live = progress === false ? null : liveProgress(title);
   try {
     const { summary, result, answers } = await runJob({
-      run, model, tokenizer, modelDir, title, train, validation, evalSplits, log, shouldStop, targetLoss,
+      run, model, tokenizer, modelDir, title, train, validation, evalSplits, log, shouldStop, targetLoss, resume,
       base: base instanceof RunResult ? base.baseEval : base,
       training: { ...training, adapterName },
       onProgress: live ? (ev) => live.onProgress(ev) : undefined,
@@ -171,7 +175,7 @@ export async function fineTuneRun(o: FineTuneRunOptions): Promise<RunResult> {
       const m = summary.metrics[defaultSplit(summary.metrics)];
       live.done(
         summary.interrupted
-          ? `interrupted at step ${summary.steps}; the checkpoint is in ${run.checkpoint}`
+          ? `interrupted at step ${summary.steps}; continue with the same options plus out: '${run.dir}', resume: true`
           : {
               'validation loss': m ? `${fmtNum(m.base.loss)} → ${fmtNum(m.finetuned.loss)}` : undefined,
               'token F1': m ? `${fmtNum(m.base.tokenF1, 3)} → ${fmtNum(m.finetuned.tokenF1, 3)}` : undefined,
