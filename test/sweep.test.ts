@@ -120,5 +120,7 @@ describe('training sweep', () => {
     const study = await sweep({ ...opts, onProgress: (e) => e.kind === 'step' && firstStep.length === 0 && firstStep.push(e.step) });
     expect(firstStep[0]).toBeGreaterThan(1); // continued from the checkpoint, not from step 1
     expect(study.trials.map((t) => t.state)).toEqual(['complete', 'complete']);
+    // 4 steps, evaluated every 2: the evaluation before the stop is reported again from the checkpoint.
+    expect(study.trials[0].intermediate.map(([step]) => step)).toEqual([2, 4]);
   });
 });

@@ -59,6 +59,7 @@ export interface JobSummary {
   interrupted: boolean;
   stopped_early: boolean;
   trainable_parameters: number;
+  /** training includes the recorded step times before a resume; the others are this process's. */
   seconds: { base_eval: number; training: number; finetuned_eval: number; total: number };
   final_train_loss: number | null;
   best_val_loss: number | null;
@@ -152,7 +153,9 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     }
   }
   const lSplit = 'validation' in metrics ? 'validation' : Object.keys(metrics)[0];
-  const l_score = lSplit ? { split: lSplit, ...(await runLScore(o, result, metrics[lSplit], tTrain - tBase)) } : null;
+  // A resumed run also counts the training done before it (the checkpoint's step times).
+  const trainingSeconds = (tTrain - tBase) / 1000 + result.history.filter((h) => h.step <= result.resumedFrom).reduce((n, h) => n + h.seconds, 0);
+  const l_score = lSplit ? { split: lSplit, ...(await runLScore(o, result, metrics[lSplit], trainingSeconds)) } : null;
   const summary: JobSummary = {
     title: o.title,
     run: o.run.dir,
@@ -168,7 +171,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     interrupted: result.interrupted,
     stopped_early: result.stoppedEarly,
     trainable_parameters: result.trainableParameters,
-    seconds: { base_eval: (tBase - t0) / 1000, training: (tTrain - tBase) / 1000, finetuned_eval: (tEnd - tTrain) / 1000, total: (tEnd - t0) / 1000 },
+    seconds: { base_eval: (tBase - t0) / 1000, training: trainingSeconds, finetuned_eval: (tEnd - tTrain) / 1000, total: (tEnd - t0) / 1000 },
     final_train_loss: result.history.at(-1)?.loss ?? null,
     best_val_loss: result.bestValLoss,
     restored_best_step: result.restoredBestStep,
@@ -188,7 +191,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
 }
 
 /** The L-score of a finished run (lscore.ts), with this machine's matmul speed measured now. */
-async function runLScore(o: JobOptions, r: FinetuneResult, m: { base: SplitMetrics; finetuned: SplitMetrics }, trainingMs: number): Promise<LScore> {
+async function runLScore(o: JobOptions, r: FinetuneResult, m: { base: SplitMetrics; finetuned: SplitMetrics }, trainingSeconds: number): Promise<LScore> {
   return lScore({
     perplexity: m.finetuned.perplexity,
     valCurve: r.evals.map((e) => [e.step / r.stepsPerEpoch, e.valLoss]),
@@ -196,7 +199,7 @@ async function runLScore(o: JobOptions, r: FinetuneResult, m: { base: SplitMetri
     epochsTrained: r.steps / r.stepsPerEpoch,
     trainableParameters: r.trainableParameters,
     totalParameters: parameterCount(o.model.config),
-    trainingSeconds: trainingMs / 1000,
+    trainingSeconds,
     gflops: await measureMatmulGflops({ iters: 5 }),
   });
 }

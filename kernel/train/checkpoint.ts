@@ -51,11 +51,14 @@ export function loadBestWeights(dir: string): NamedArrays | undefined {
   return fs.existsSync(file) ? (readSafetensors(file).tensors as NamedArrays) : undefined;
 }
 
-/** The step a checkpoint folder holds. */
-export function checkpointStep(dir: string): number {
+/** The trainer state a checkpoint folder holds (step, history, evaluations). */
+export function checkpointState(dir: string): TrainerState {
   restoreOrphanedDir(dir);
-  return (JSON.parse(fs.readFileSync(path.join(dir, STATE_FILE), 'utf8')) as TrainerState).step;
+  return JSON.parse(fs.readFileSync(path.join(dir, STATE_FILE), 'utf8')) as TrainerState;
 }
+
+/** The step a checkpoint folder holds. */
+export const checkpointStep = (dir: string): number => checkpointState(dir).step;
 
 /** Also brings back a checkpoint that a crash in the middle of replacing it left as a backup (see restoreOrphanedDir). */
 export function hasCheckpoint(dir: string): boolean {

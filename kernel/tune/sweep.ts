@@ -17,9 +17,9 @@ import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { TrainingClient } from '../train/client';
 import type { ProgressEvent } from '../train/finetune';
-import { hasCheckpoint, checkpointStep } from '../train/checkpoint';
+import { checkpointState, hasCheckpoint } from '../train/checkpoint';
 import { evaluate, type EvalResult } from '../eval';
-import { runPaths, truncateMetrics } from '../run';
+import { prepareResume, runPaths } from '../run';
 import { writeFileAtomic } from '../io/atomic';
 import { writeStudyReport } from '../display/studyReport';
 import { type JobSummary, runJob } from '../run/job';
@@ -132,7 +132,12 @@ export async function sweep(o: SweepOptions): Promise<Study> {
     const run = runPaths(path.join(o.dir, `trial-${String(trial.number).padStart(3, '0')}`));
     fs.mkdirSync(run.dir, { recursive: true });
     const resume = hasCheckpoint(run.checkpoint);
-    if (resume) truncateMetrics(run, checkpointStep(run.checkpoint));
+    const intermediate = (valLoss: number) => (o.objective === 'perplexity' ? Math.exp(valLoss) : valLoss);
+    if (resume) {
+      prepareResume(run);
+      // The study dropped the interrupted trial's reports; its checkpoint still has the evaluations.
+      for (const e of checkpointState(run.checkpoint).evals) trial.report(e.step, intermediate(e.valLoss));
+    }
     trial.setAttr('run', run.dir);
     o.onTrialStart?.(trial);
     const stepsPerEpoch = Math.ceil(o.train.length / p.batchSize);
@@ -156,7 +161,7 @@ export async function sweep(o: SweepOptions): Promise<Study> {
         },
         onProgress: (e) => {
           o.onProgress?.(e);
-          if (e.kind === 'eval' && e.valLoss !== undefined) trial.report(e.step, o.objective === 'perplexity' ? Math.exp(e.valLoss) : e.valLoss);
+          if (e.kind === 'eval' && e.valLoss !== undefined) trial.report(e.step, intermediate(e.valLoss));
         },
         shouldStop: () => {
           if (o.shouldStop?.()) stopped = true;
