@@ -674,6 +674,7 @@ describe('finetune', () => {
     await refused(stopping, { ...es, earlyStopping: { patience: 3, minDelta: 0.1 } }, /earlyStopping was \{"patience":3,"minDelta":0\} and is now \{"patience":3,"minDelta":0\.1\};/);
     await refused(stopping, { ...es, evalEvery: 1 }, /cannot resume, evalEvery was 2 and is now 1;/);
     await refused(stopping, { ...es, earlyStopping: undefined }, /cannot resume, earlyStopping was \{"patience":3,"minDelta":0\} and is now unset;/);
+    await refused(stopping, { ...es, validation: qaPairs(3, 50) }, /cannot resume, validationExamples was 2 and is now 3;/);
   });
 
   it('groupScales keys must name groups of the trained parameters; the error lists the valid ones', async () => {

@@ -64,12 +64,12 @@ async function runJobCommand(o: Record<string, any>, cmd: Command, title: string
     const given = ['rank', 'alpha', 'dropout', 'targets'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
     if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => `--${k}`).join(', ')}`);
   }
-  const { model, tokenizer } = await openModel(o as ModelOpts, o.json);
-  // With --adapter, training continues that adapter (loaded under its folder's name) instead of a fresh one.
-  const adapterName = o.adapter ? model.activeAdapter!.name : undefined;
   if (!o.resume && o.out && fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0) {
     throw new Error(`${o.out} already holds files; continue its run with --resume ${o.out}, or choose another --out`);
   }
+  const { model, tokenizer } = await openModel(o as ModelOpts, o.json);
+  // With --adapter, training continues that adapter (loaded under its folder's name) instead of a fresh one.
+  const adapterName = o.adapter ? model.activeAdapter!.name : undefined;
   const run = o.resume ? runPaths(o.resume) : o.out ? runPaths(o.out) : createRunDir(o.runs);
   fs.mkdirSync(run.dir, { recursive: true });
   if (o.resume) prepareResume(run);

@@ -226,7 +226,10 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     ...(groupScales ? { groupScales } : {}),
     // The evaluation cadence changes the training only through early stopping; alone it would refuse
     // older checkpoints of runs that evaluate periodically (the CLI's main job does).
-    ...(s.patience > 0 ? { earlyStopping: { patience: s.patience, minDelta: s.minDelta }, evalEvery: s.evalEvery } : {}),
+    // With early stopping the validation set decides where training ends, so it is part of the run too.
+    ...(s.patience > 0
+      ? { earlyStopping: { patience: s.patience, minDelta: s.minDelta }, evalEvery: s.evalEvery, validationExamples: validation.length, validationTokens: validation.reduce((n, e) => n + e.ids.length, 0) }
+      : {}),
   };
   const freq = s.augment?.rareWordDropout !== undefined ? wordFrequencies(c.train.flatMap((e) => ('question' in e ? [e.question] : []))) : undefined;
   /** Example i as trained in this epoch: its question augmented when asked (pretraining sequences never are). */
