@@ -40,7 +40,7 @@ describe('ChromaTune session', () => {
     session.moveNode('rank', [0.5, 0.5, 0]);
     const run = await session.run();
     expect(run.settings.lora.rankPattern).toEqual(trainingSettings(session.nodePositions(), session.model.config).lora.rankPattern);
-    expect(session.model.adapters.get(run.id)!.layers.get('transformer.h.0.attn.c_attn')!.r).toBe(2);
+    expect(session.model.adapters.get(session.adapterOf(run.id))!.layers.get('transformer.h.0.attn.c_attn')!.r).toBe(2);
     expect(run.outputIds).toHaveLength(4);
     for (const id of run.outputIds) {
       const o = session.outputs.get(id)!;
@@ -50,6 +50,24 @@ describe('ChromaTune session', () => {
     expect(run.quality).toBeCloseTo(mean(run.outputIds.map((k) => session.outputs.get(k)!.quality)), 12);
     expect(run.lossCurve.length).toBe(2 * 3);
     expect(() => session.moveNode('warp', [0, 0, 0])).toThrow(/unknown parameter node "warp"; nodes: learningRate, rank/);
+  });
+
+  test('a failed run leaves no adapter; another session on the same model trains adapters of its own', async () => {
+    const model = session.model;
+    const before = [...model.adapters.keys()];
+    const first = session.runs[0].id;
+    const weights = () => model.adapters.get(session.adapterOf(first))!.layers.get('transformer.h.0.attn.c_attn')!.B.dataSync().slice();
+    const w0 = weights();
+    await expect(session.run({ learningRate: 1e30 })).rejects.toThrow(/loss became NaN|gradient norm became/);
+    expect([...model.adapters.keys()]).toEqual(before);
+    const other = new ChromaSession({ model, tokenizer: byteTokenizer(), train: qaPairs(12), evaluation: qaPairs(4), training: { epochs: 1, batchSize: 4 }, maxTokens: 4, seed: 2 });
+    const run = await other.run();
+    expect(run.id).toBe(first); // both sessions number their runs from run-1
+    expect(other.adapterOf(run.id)).not.toBe(session.adapterOf(first));
+    expect(weights()).toEqual(w0); // the first session's adapter was not trained further
+    other.close();
+    expect([...model.adapters.keys()]).toEqual(before);
+    expect(() => act(other.id, { kind: 'rate', output: 'x', colour: qualityColour(0) })).toThrow(/no ChromaTune session/);
   });
 
   test('a rating flows to the output, its run, the node fields and the inputs', async () => {

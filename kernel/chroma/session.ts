@@ -10,7 +10,8 @@ import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { scoreAnswer } from '../eval/metrics';
 import { generateMany } from '../sample/generate';
-import { finetune, type ProgressEvent } from '../train/finetune';
+import { finetune, type FinetuneResult, type ProgressEvent } from '../train/finetune';
+import type { Sample } from '../sample/generate';
 import { Study, type TrialHandle } from '../tune/study';
 import { cube, type Space } from '../tune/space';
 import { ParticleSwarmSampler } from '../tune/pso';
@@ -100,6 +101,9 @@ export class ChromaSession {
   inputs: InputScore[] = [];
   /** Each node's field fitted on the runs; a move reads it at the new position, new runs or ratings refit it. */
   private readonly fits = new Map<NodeName, FittedField>();
+  /** Each run's adapter. Names are unique per session and attempt, so a failed run or a second session on the same model never trains another's adapter. */
+  private readonly adapters = new Map<string, string>();
+  private attempts = 0;
   /** Per-example gradients by adapter weights: re-rating outputs reuses them. */
   private readonly gradients = new GradientCache();
   private readonly o: SessionOptions;
@@ -121,6 +125,20 @@ export class ChromaSession {
     for (const [name, p] of Object.entries(o.nodes ?? {})) this.positions[checkNodeName(name)] = checkPosition(name, p);
   }
 
+  /** The name of the model adapter a run of this session trained. */
+  adapterOf(runId: string): string {
+    const name = this.adapters.get(runId);
+    if (!name) throw new RangeError(`no run "${runId}" in session ${this.id}; runs: ${this.runs.map((r) => r.id).join(', ') || '(none yet)'}`);
+    return name;
+  }
+
+  /** Frees the session: its runs' adapters leave the model, and widget actions no longer reach it. */
+  close(): void {
+    for (const name of this.adapters.values()) if (this.model.adapters.has(name)) this.model.removeAdapter(name);
+    this.adapters.clear();
+    SESSIONS.delete(this.id);
+  }
+
   /** Moves a node; the next run trains (or samples) there. */
   moveNode(name: string, position: Vec3): void {
     this.positions[checkNodeName(name)] = checkPosition(name, position);
@@ -136,16 +154,27 @@ export class ChromaSession {
     const learningRate = t.learningRate ?? DEFAULT_LEARNING_RATE;
     const epochs = t.epochs ?? 4;
     const started = performance.now();
-    const result = await finetune({
-      model: this.model, tokenizer: this.tokenizer, train: this.train, validation: this.evaluation,
-      method: 'lora', adapterName: id, lora: ts.lora, groupScales: ts.groupScales,
-      learningRate, epochs, maxSteps: t.maxSteps, batchSize: t.batchSize ?? 16,
-      warmupSteps: 0, evalEvery: 0, seed: (this.o.seed ?? 0) + this.runs.length, onProgress: t.onProgress,
-    });
-    const maxTokens = this.o.maxTokens ?? 32;
-    const samples = generateMany(this.model, this.tokenizer, this.evaluation.map((e) => formatPrompt(e.question)), {
-      maxTokens, stop: ['\n'], seed: (this.o.seed ?? 0) + this.runs.length, paramsAt: ds.paramsAt,
-    });
+    const adapterName = `${this.id}/${id}/${++this.attempts}`;
+    let result: FinetuneResult;
+    let samples: Sample[];
+    try {
+      result = await finetune({
+        model: this.model, tokenizer: this.tokenizer, train: this.train, validation: this.evaluation,
+        method: 'lora', adapterName, lora: ts.lora, groupScales: ts.groupScales,
+        learningRate, epochs, maxSteps: t.maxSteps, batchSize: t.batchSize ?? 16,
+        warmupSteps: 0, evalEvery: 0, seed: (this.o.seed ?? 0) + this.runs.length, onProgress: t.onProgress,
+      });
+      // The optimizer's moments are not needed once trained, and tensors are not garbage-collected.
+      result.client.dispose();
+      samples = generateMany(this.model, this.tokenizer, this.evaluation.map((e) => formatPrompt(e.question)), {
+        maxTokens: this.o.maxTokens ?? 32, stop: ['\n'], seed: (this.o.seed ?? 0) + this.runs.length, paramsAt: ds.paramsAt,
+      });
+    } catch (e) {
+      // A failed run (divergence, bad settings) leaves no half-trained adapter behind.
+      if (this.model.adapters.has(adapterName)) this.model.removeAdapter(adapterName);
+      throw e;
+    }
+    this.adapters.set(id, adapterName);
     const outputIds: string[] = [];
     samples.forEach((s, i) => {
       const ex = this.evaluation[i];
@@ -208,7 +237,7 @@ export class ChromaSession {
     const run = this.runs.find((r) => r.id === runId);
     if (!run) throw new RangeError(runId ? `no run "${runId}"` : 'judgeInputs needs a run first: call run()');
     const previous = this.model.activeAdapter?.name ?? null;
-    this.model.setActiveAdapter(run.id);
+    this.model.setActiveAdapter(this.adapterOf(run.id));
     try {
       this.inputs = scoreInputs({
         model: this.model,
