@@ -10,6 +10,7 @@ import { initBackend } from '../kernel/backend';
 import { GPT2Model } from '../kernel/model/gpt2';
 import { act, ChromaSession } from '../kernel/chroma/session';
 import { MIME_TYPE, sessionPayload } from '../kernel/chroma/payload';
+import { validatePayload } from '../widget/src/payload';
 import { qualityColour } from '../kernel/chroma/colour';
 import { trainingSettings } from '../kernel/chroma/node';
 import { scoreAnswer } from '../kernel/eval/metrics';
@@ -120,6 +121,28 @@ describe('ChromaTune session', () => {
     // A broken payload is caught by the schema.
     expect(validate({ ...p, version: 2 })).toBe(false);
     expect(validate({ ...p, outputs: [{ ...p.outputs[0], quality: 3 }] })).toBe(false);
+  });
+});
+
+describe('an input whose answer the context cuts off', () => {
+  test('is flagged with its reason, and the payload (null loss) passes the schema and the widget', async () => {
+    const model = GPT2Model.random(tinyConfig({ n_positions: 96 }), 7);
+    const train = qaPairs(8);
+    train[3] = { ...train[3], question: 'x'.repeat(120) }; // byte tokenizer: 120 tokens, past the 96-token context
+    const s = new ChromaSession({ model, tokenizer: byteTokenizer(), train, evaluation: qaPairs(3), training: { epochs: 1, batchSize: 4 }, maxTokens: 4, seed: 3 });
+    await s.run();
+    const inputs = s.judgeInputs();
+    expect(Number.isNaN(inputs[3].loss)).toBe(true);
+    expect(inputs[3].outlier).toBe(true);
+    expect(inputs[3].reasons[0]).toBe("its answer lies beyond the model's context of 96 tokens, so training never sees it");
+    expect(inputs.filter((i, k) => k !== 3).every((i) => Number.isFinite(i.loss))).toBe(true);
+    // Sent as JSON, as the kernel sends it.
+    const p = JSON.parse(JSON.stringify(sessionPayload(s)));
+    expect(p.inputs[3].loss).toBeNull();
+    if (!validate(p)) throw new Error(JSON.stringify(validate.errors?.slice(0, 3)));
+    expect(validatePayload(p)).toMatchObject({ ok: true });
+    s.close();
+    model.dispose();
   });
 });
 

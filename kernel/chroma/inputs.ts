@@ -49,7 +49,7 @@ export interface InputScore {
   id?: string;
   question: string;
   answer: string;
-  /** Mean NLL (nats per answer token) under the fine-tuned model. */
+  /** Mean NLL (nats per answer token) under the fine-tuned model; NaN when the context cuts off the whole answer. */
   loss: number;
   /** In [-1, 1]; 0 when there are no targets. */
   influence: number;
@@ -267,6 +267,12 @@ export function scoreInputs(o: ScoreInputsOptions): InputScore[] {
     // Flagged on the combination alone: name its largest part.
     const main = strong.length ? strong : used.filter((k) => s.z[k] > 0).sort(largestFirst).slice(0, 1);
     s.reasons = main.length ? main.map((k) => reasonText(k, s)) : ['no signal worse than typical (flagged only to fill the top fraction)'];
+  }
+  // An answer cut off entirely by the context has no loss: training never sees it, which is reason enough.
+  for (const s of scores) {
+    if (Number.isFinite(s.loss)) continue;
+    s.outlier = true;
+    s.reasons = [`its answer lies beyond the model's context of ${model.config.n_positions} tokens, so training never sees it`, ...(s.reasons[0]?.startsWith('no signal') ? [] : s.reasons)];
   }
   return scores;
 }

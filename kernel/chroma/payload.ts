@@ -12,6 +12,9 @@ export { MIME_TYPE, PAYLOAD_VERSION };
 // One definition of the payload's shape, shared with the widget that renders it.
 export type { ChromaPayload, NodePayload };
 
+/** JSON has no NaN: a value that could not be measured is sent as null. */
+const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
+
 /** Effective values of every node at its position, as flat name → number pairs per node. */
 function nodeValues(session: ChromaSession): Record<NodeName, Record<string, number>> {
   const ts = trainingSettings(session.positions, session.model.config);
@@ -57,7 +60,7 @@ export function sessionPayload(session: ChromaSession): ChromaPayload {
     outputs: [...session.outputs.values()].map((o) => ({ id: o.id, runId: o.runId, question: o.question, text: o.text, reference: o.reference, quality: o.quality, autoQuality: o.autoQuality, colour: o.colour, rated: o.rating !== null })),
     inputs: session.inputs.map((i) => ({
       index: i.index, id: i.id ?? null, question: i.question, answer: i.answer, quality: i.quality, colour: qualityColour(i.quality),
-      loss: i.loss, influence: i.influence, isolation: i.isolation, score: i.score, outlier: i.outlier, reasons: i.reasons,
+      loss: finiteOrNull(i.loss), influence: finiteOrNull(i.influence), isolation: finiteOrNull(i.isolation), score: i.score, outlier: i.outlier, reasons: i.reasons,
     })),
     lossCurves: session.runs.map((r) => ({ runId: r.id, train: r.lossCurve, validation: r.valCurve })),
   };

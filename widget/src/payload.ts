@@ -95,9 +95,10 @@ export interface InputPayload {
   answer: string;
   quality: number;
   colour: string;
-  loss: number;
-  influence: number;
-  isolation: number;
+  /** null where it cannot be measured (an answer the context cuts off entirely has no loss). */
+  loss: number | null;
+  influence: number | null;
+  isolation: number | null;
   /** Outlier score: higher is more suspicious. */
   score: number;
   outlier: boolean;
@@ -222,7 +223,7 @@ const node = object({
 
 const run = object({ id: str, positions: record(vec3), quality, colour, metrics: record(nullable(num)), settings: record(any) });
 const output = object({ id: str, runId: str, question: str, text: str, reference: str, quality, autoQuality: quality, colour, rated: bool });
-const input = object({ index: num, id: nullable(str), question: str, answer: str, quality, colour, loss: num, influence: num, isolation: num, score: num, outlier: bool, reasons: array(str) });
+const input = object({ index: num, id: nullable(str), question: str, answer: str, quality, colour, loss: nullable(num), influence: nullable(num), isolation: nullable(num), score: num, outlier: bool, reasons: array(str) });
 const curve = array(pair(num, num));
 const lossCurve = object({ runId: str, train: curve, validation: curve });
 
