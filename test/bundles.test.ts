@@ -266,6 +266,25 @@ describe('live progress', () => {
     expect(calls).toHaveLength(n);
   });
 
+  test('a failed or interrupted run says so and keeps its bar where it stopped', () => {
+    for (const outcome of ['failed', 'interrupted'] as const) {
+      const calls: MimeBundle[] = [];
+      setDisplaySink({ display: (b) => calls.push(b), update: (b) => calls.push(b) });
+      const live = liveProgress('run', { now: () => 0 });
+      live.onProgress({ kind: 'step', step: 3, totalSteps: 12, epoch: 0.5, loss: 2, tokensPerSecond: 10, elapsedSeconds: 1, etaSeconds: 3 });
+      live.done('loss became NaN at step 4', outcome);
+      const last = calls.at(-1)!;
+      expect(last['text/plain']).toMatch(new RegExp(`^run: ${outcome}\n`));
+      expect(last['text/html']).toContain('width:25.0%');
+      expect(last['text/html']).not.toContain('finished');
+    }
+    // Failing before any progress leaves the bar empty, not full.
+    const calls: MimeBundle[] = [];
+    setDisplaySink({ display: (b) => calls.push(b), update: (b) => calls.push(b) });
+    liveProgress('run').done('no such file', 'failed');
+    expect(calls.at(-1)!['text/html']).toContain('width:0.0%');
+  });
+
   test('without a notebook, prints the start and the summary', () => {
     const lines: string[] = [];
     const spy = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => (lines.push(String(s)), true));

@@ -18,6 +18,8 @@ export interface LiveProgressOptions {
   maxPoints?: number;
 }
 
+export type Outcome = 'finished' | 'interrupted' | 'failed';
+
 /** What done() shows: a sentence, or named figures (a run's summary, a result's numbers). */
 export type LiveSummary = string | Record<string, unknown>;
 
@@ -25,8 +27,11 @@ export interface LiveProgress {
   readonly displayId: string;
   /** Pass as a trainer's onProgress: records every event, redraws at most every minIntervalMs. */
   onProgress(e: ProgressEvent): void;
-  /** The final update: the last state and the summary; later events are ignored. */
-  done(summary?: LiveSummary): void;
+  /**
+   * The final update: the last state, the summary and how the work ended (default finished); later
+   * events are ignored. An interrupted or failed run keeps its bar where it stopped.
+   */
+  done(summary?: LiveSummary, outcome?: Outcome): void;
 }
 
 /** Keeps a curve under `max` points by dropping every other one; the newest point always stays. */
@@ -93,13 +98,14 @@ const summaryText = (s: LiveSummary): string =>
         .map(([k, v]) => `${k}: ${v}`)
         .join(', ');
 
-/** The current state as a bundle; `final` marks the finished view. */
-function render(title: string, st: State, final: boolean, summary?: LiveSummary): MimeBundle {
+/** The current state as a bundle; `end` marks the final view and how the work ended. */
+function render(title: string, st: State, end: Outcome | null, summary?: LiveSummary): MimeBundle {
+  const final = end !== null;
   const ev = st.last;
   const total = ev?.totalSteps ?? 0;
   const step = ev?.step ?? 0;
   const frac = total > 0 ? Math.min(1, step / total) : 0;
-  const status = final ? 'finished' : ev ? `${(100 * frac).toFixed(0)}%` : 'starting…';
+  const status = end ?? (ev ? `${(100 * frac).toFixed(0)}%` : 'starting…');
   const loss = st.train.at(-1)?.[1];
   const val = st.validation.at(-1)?.[1];
   const stats: Array<[string, string]> = ev
@@ -121,7 +127,7 @@ function render(title: string, st: State, final: boolean, summary?: LiveSummary)
     'ct-live',
     CSS,
     `<div class="ct-title">${e(title)} <span class="ct-sub">${e(status)}</span></div>` +
-      `<div class="ct-bar-out" role="progressbar" aria-valuemin="0" aria-valuemax="${total}" aria-valuenow="${step}"><div class="ct-bar-in" style="width:${(100 * (final && total === 0 ? 1 : frac)).toFixed(1)}%"></div></div>` +
+      `<div class="ct-bar-out" role="progressbar" aria-valuemin="0" aria-valuemax="${total}" aria-valuenow="${step}"><div class="ct-bar-in" style="width:${(100 * (end === 'finished' && total === 0 ? 1 : frac)).toFixed(1)}%"></div></div>` +
       `<div class="ct-stats">${stats.map(([k, v]) => `<span>${e(k)} <b>${e(v)}</b></span>`).join('')}</div>${chart}${summary !== undefined ? summaryHtml(summary) : ''}`,
   );
   const text = [`${title}: ${status}`, stats.map(([k, v]) => `${k} ${v}`).join(', '), summary !== undefined ? summaryText(summary) : ''].filter(Boolean).join('\n');
@@ -134,7 +140,7 @@ export function liveProgress(title: string, o: LiveProgressOptions = {}): LivePr
   const now = o.now ?? (() => Date.now());
   const maxPoints = o.maxPoints ?? 400;
   const st: State = { last: null, train: [], validation: [] };
-  const handle: DisplayHandle = display(render(title, st, false));
+  const handle: DisplayHandle = display(render(title, st, null));
   let lastDraw = -Infinity;
   let finished = false;
   return {
@@ -153,12 +159,12 @@ export function liveProgress(title: string, o: LiveProgressOptions = {}): LivePr
       const t = now();
       if (t - lastDraw < minInterval) return;
       lastDraw = t;
-      handle.update(render(title, st, false));
+      handle.update(render(title, st, null));
     },
-    done(summary) {
+    done(summary, outcome = 'finished') {
       if (finished) return;
       finished = true;
-      const bundle = render(title, st, true, summary);
+      const bundle = render(title, st, outcome, summary);
       handle.update(bundle);
       // Without a notebook the updates went nowhere: print the outcome once.
       if (!hasDisplaySink()) process.stdout.write(`${bundle['text/plain']}\n`);

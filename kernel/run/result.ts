@@ -175,18 +175,19 @@ export async function fineTuneRun(o: FineTuneRunOptions): Promise<RunResult> {
       const m = summary.metrics[defaultSplit(summary.metrics)];
       live.done(
         summary.interrupted
-          ? `interrupted at step ${summary.steps}; continue with the same options plus out: '${run.dir}', resume: true`
+          ? `at step ${summary.steps}; continue with the same options plus out: '${run.dir}', resume: true`
           : {
               'validation loss': m ? `${fmtNum(m.base.loss)} → ${fmtNum(m.finetuned.loss)}` : undefined,
               'token F1': m ? `${fmtNum(m.base.tokenF1, 3)} → ${fmtNum(m.finetuned.tokenF1, 3)}` : undefined,
               'tokens/s': Math.round(r.tokensPerSecond),
               'run folder': run.dir,
             },
+        summary.interrupted ? 'interrupted' : 'finished',
       );
     }
     return r;
   } catch (err) {
-    live?.done(`failed: ${(err as Error).message}`);
+    live?.done((err as Error).message, 'failed');
     throw err;
   }
 }
