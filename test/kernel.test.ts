@@ -51,6 +51,8 @@ const BATCHES: Request[][] = [
   [{ code: "const n: number = 'one'", stop_on_error: false }, { code: "'next ran'" }],
   // 6: the last value is not printed to stdout as well.
   [{ code: "const s = 'once'; s" }],
+  // 7: a last value whose JSON MIME data cannot be serialised (a BigInt) is an error reply, not a hang.
+  [{ code: "({ toMimeBundle: () => ({ 'text/plain': 'big', 'application/vnd.chromatune.big+json': { n: BigInt(10) } }) })", stop_on_error: false }, { code: "'after'" }],
 ];
 
 /** The notebook nbconvert executes. */
@@ -226,6 +228,13 @@ describe('the kernel driven through jupyter_client', () => {
 
   test('the last value is an execute_result, not also a stdout print', () => {
     expect(types(results[6][0])).toEqual(['execute_input', 'execute_result']);
+  });
+
+  test('a last value that cannot be sent as JSON is an error reply, and the kernel goes on', () => {
+    const [bad, next] = results[7];
+    expect(bad.reply).toMatchObject({ status: 'error' });
+    expect(String(bad.reply.evalue)).toMatch(/^the cell's value cannot be sent to the notebook as JSON: .*BigInt/);
+    expect(first(next, 'execute_result')?.data).toEqual({ 'text/plain': "'after'" });
   });
 });
 
