@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   BACKEND_ENV,
   backendInfo,
+  backendNotes,
   describeBackend,
   initBackend,
   originalKernel,
@@ -365,6 +366,17 @@ describe('initBackend', () => {
     expect(info.reasons).toHaveLength(2);
     expect(info.reasons[0]).toMatch(/^gpu: .*tfjs-node-gpu/);
     expect(info.reasons[1]).toMatch(/^node: .*tfjs-node/);
+  });
+
+  it('notes say why a run is slower: an installed backend that failed, or no OpenBLAS; absent packages stay quiet', () => {
+    const base = { choice: 'wasm' as const, tfBackend: 'wasm', simd: true, threads: 1, matmul: 'openblas', reasons: [] as string[] };
+    const absent = ["gpu: Cannot find module '@tensorflow/tfjs-node-gpu'", "node: Cannot find module '@tensorflow/tfjs-node'"];
+    expect(backendNotes({ ...base, reasons: absent })).toEqual([]);
+    const broken = 'node: The specified module could not be found: tfjs_binding.node';
+    expect(backendNotes({ ...base, reasons: [absent[0], broken] })).toEqual([`skipped ${broken}`]);
+    expect(backendNotes({ ...base, matmul: 'xnnpack', matmulReason: 'disabled by CHROMATUNE_BLAS=0' })).toEqual([
+      'matrix products run on XNNPACK, about half as fast as OpenBLAS: disabled by CHROMATUNE_BLAS=0',
+    ]);
   });
 
   it('an explicit gpu request that cannot load throws, naming the choice and the cause', async () => {

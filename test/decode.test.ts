@@ -6,7 +6,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '../kernel/backend/tf';
 import { initBackend } from '../kernel/backend';
-import type { GPT2Model } from '../kernel/model/gpt2';
+import { GPT2Model } from '../kernel/model/gpt2';
+import { makeLoraConfig } from '../kernel/lora/config';
 import { cosineSimilarity, embedText, embedTexts } from '../kernel/tune/embedding';
 import {
   type DecodeConfig,
@@ -57,6 +58,12 @@ describe('templates', () => {
     expect(() => fillTemplate('Where is {{landmark}}?', { borough: 'Bronx' })).toThrow(/\{\{landmark\}\}.*"landmark".*vars given: borough/);
     expect(() => fillTemplate('Where is {{landmark}}?', {})).toThrow(/template "Where is \{\{landmark\}\}\?"/);
     expect(() => resolveDecodeConfig(config({ vars: [{ city: 'NYC' }, { town: 'LA' }] }))).toThrow(/prompts\[1\]: template "Q: \{\{city\}\}\?\\nA:" uses \{\{city\}\}/);
+  });
+
+  it('a malformed placeholder or a var name no placeholder can use is an error, not literal text for the model', () => {
+    expect(() => fillTemplate('Where is {{landmark}?', { landmark: 'x' })).toThrow('template "Where is {{landmark}?" has a "{{" that is not part of a {{name}} placeholder');
+    expect(() => fillTemplate('Hi {{first name}}', { 'first name': 'Ada' })).toThrow('has a "{{" that is not part of a {{name}} placeholder');
+    expect(() => resolveDecodeConfig(config({ vars: [{ 'first name': 'Ada' }, { city: 'LA' }] }))).toThrow('"first name" cannot be a placeholder name (no spaces or braces), e.g. "first_name"');
   });
 
   it('fills the desired output, prompt variants and system prompts from each prompt\'s vars', () => {
@@ -197,6 +204,16 @@ describe('runDecode', () => {
     expect(again.ranking.map((e) => e.trial)).toEqual(r.ranking.map((e) => e.trial));
     // Another configuration in the same folder is refused.
     await expect(runDecode({ model, tokenizer: tok, config: resolveDecodeConfig(config({ samplesPerCombination: 3 })), out })).rejects.toThrow(/another configuration/);
+    // So is another model, or the same model with an adapter: their responses would not compare.
+    const other = GPT2Model.random(model.config, 99);
+    await expect(runDecode({ model: other, tokenizer: tok, config: c, out })).rejects.toThrow(/created with model "sha256 [0-9a-f]{16}", not "sha256 [0-9a-f]{16}"/);
+    model.addAdapter('probe', makeLoraConfig({ r: 2 }, model.config), 0);
+    try {
+      await expect(runDecode({ model, tokenizer: tok, config: c, out })).rejects.toThrow(/created with adapter null, not "sha256 [0-9a-f]{16}"/);
+    } finally {
+      model.removeAdapter('probe');
+    }
+    other.dispose();
   });
 
   it('any sampler by name runs the requested number of trials', async () => {

@@ -204,5 +204,15 @@ export function describeBackend(info: BackendInfo): string {
   return `${name} (${parts.join(', ')})`;
 }
 
+/**
+ * Why the backend is slower than it could be, one line each, for a log: the native matmul missing, or a
+ * backend in the automatic order that is installed but failed to load (not merely absent).
+ */
+export function backendNotes(info: BackendInfo): string[] {
+  const notes = info.reasons.filter((r) => !/Cannot find module '@tensorflow\/tfjs-node(-gpu)?'/.test(r)).map((r) => `skipped ${r}`);
+  if (info.matmulReason) notes.push(`matrix products run on XNNPACK, about half as fast as OpenBLAS: ${info.matmulReason}`);
+  return notes;
+}
+
 export { installWasmKernels, uninstallWasmKernels, wasmKernelsInstalled, originalKernel } from './wasmKernels';
 export { measureMatmulGflops } from './flops';

@@ -1,7 +1,7 @@
 /** Pieces every command shares: number flags, model options and loading, JSON or text output, Ctrl-C. */
 import * as fs from 'fs';
 import { Command, Option } from 'commander';
-import { type BackendChoice, BACKEND_CHOICES, describeBackend, initBackend } from '../backend';
+import { type BackendChoice, BACKEND_CHOICES, backendNotes, describeBackend, initBackend } from '../backend';
 import type { LoadOptions } from '../data/load';
 import { loadModel } from '../model/io';
 import { loadAdapter } from '../lora/peft';
@@ -39,6 +39,8 @@ export function modelOptions(cmd: Command, adapterHelp: string | null = 'LoRA ad
 export async function openModel(o: ModelOpts, json = false) {
   const info = await initBackend(o.backend);
   if (!json) process.stderr.write(`backend: ${describeBackend(info)}\n`);
+  // Always (on stderr, so --json output stays clean): why a run is slower than it could be.
+  for (const n of backendNotes(info)) process.stderr.write(`note: ${n}\n`);
   if (!fs.existsSync(o.model)) throw new Error(`model folder ${o.model} not found (pass --model DIR)`);
   const { model, tokenizer } = loadModel(o.model);
   if (o.adapter) loadAdapter(model, o.adapter);

@@ -11,6 +11,7 @@
  *   ranking.json     complete trials, best first
  *   report.html      the study report
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { GPT2Model } from '../model/gpt2';
@@ -137,6 +138,13 @@ export function fillTemplate(template: string, vars: Record<string, string> = {}
       );
     }
   }
+  // A typo such as "{{county}" or "{{first name}}" would otherwise reach the model as literal text.
+  const stray = /\{\{|\}\}/.exec(template.replace(PLACEHOLDER, ''));
+  if (stray) {
+    throw new DecodeConfigError(
+      `${where ? `${where}: ` : ''}template ${JSON.stringify(template)} has a "${stray[0]}" that is not part of a {{name}} placeholder (names have no spaces or braces)`,
+    );
+  }
   // A function replacement keeps `$&`-style patterns in the values literal.
   return template.replace(PLACEHOLDER, (_, name: string) => vars[name]);
 }
@@ -163,6 +171,7 @@ function checkVars(x: unknown, field: string): Record<string, string> {
   if (!isObject(x)) return fail(`${field} must be an object of placeholder values, e.g. {"borough": "Queens"}, got ${JSON.stringify(x)}`);
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(x)) {
+    if (!/^[^{}\s]+$/.test(k)) fail(`${field}: "${k}" cannot be a placeholder name (no spaces or braces), e.g. "${k.trim().replace(/[{}]/g, '').replace(/\s+/g, '_') || 'name'}"`);
     if (!['string', 'number', 'boolean'].includes(typeof v)) fail(`${field}.${k} must be a string (or number), got ${JSON.stringify(v)}`);
     out[k] = String(v);
   }
@@ -446,6 +455,20 @@ export function rankTrials(study: Study, c: ResolvedDecodeConfig): RankingEntry[
   });
 }
 
+/** Hashes of the base weights and of the active adapter's factors (null without one). */
+function weightsFingerprint(model: GPT2Model): { model: string; adapter: string | null } {
+  const digest = (arrays: Iterable<[string, { data: Float32Array }]>) => {
+    const h = createHash('sha256');
+    for (const [name, { data }] of arrays) h.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    return `sha256 ${h.digest('hex').slice(0, 16)}`;
+  };
+  const adapter = model.activeAdapter;
+  return {
+    model: digest(model.weightArrays()),
+    adapter: adapter ? digest([...adapter.layers.values()].flatMap((l) => [[`${l.path}.A`, { data: l.A.dataSync() as Float32Array }], [`${l.path}.B`, { data: l.B.dataSync() as Float32Array }]] as Array<[string, { data: Float32Array }]>)) : null,
+  };
+}
+
 /** A resumed study's folder must hold the same configuration (the trial count may grow). */
 function prepareFolder(paths: DecodePaths, c: ResolvedDecodeConfig): void {
   fs.mkdirSync(paths.dir, { recursive: true });
@@ -504,6 +527,8 @@ export async function runDecode(o: DecodeOptions): Promise<DecodeResult> {
     seed: c.seed,
     name: c.description,
     path: paths?.study,
+    // Responses of another model or adapter would not compare: a resume with them is refused.
+    context: weightsFingerprint(model),
   });
   const desired = c.prompts.map((_, p) => desiredFor(c, p));
   try {
