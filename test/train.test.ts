@@ -18,7 +18,7 @@ import { checkpointStep, hasCheckpoint, loadCheckpoint, STATE_FILE } from '../ke
 import { TrainingClient } from '../kernel/train/client';
 import { evaluateLoss, type FinetuneConfig, type FinetuneResult, finetune, tokenizeAll, TrainingDivergedError } from '../kernel/train/finetune';
 import { learningRateAt, type Schedule } from '../kernel/train/schedule';
-import { generate } from '../kernel/sample/generate';
+import { generate, generateFromTokens } from '../kernel/sample/generate';
 import {
   argmax,
   bitIdentical,
@@ -872,6 +872,17 @@ describe('generate', () => {
   afterAll(() => {
     random.dispose();
     trained.dispose();
+  });
+
+  it('from token ids: the same samples as from the text they encode; ids that are not text stay as given', () => {
+    const ids = tok.encode(prompt);
+    for (const temperature of [0, 1]) {
+      expect(generateFromTokens(trained, tok, ids, { temperature, maxTokens: 6, seed: 4 })).toEqual(generate(trained, tok, prompt, { temperature, maxTokens: 6, seed: 4 }));
+    }
+    const bytes = Array.from({ length: 16 }, (_, i) => 128 + i); // lone bytes: decoding them would not give them back
+    const r = generateFromTokens(random, tok, bytes, { temperature: 0, maxTokens: 3 });
+    expect(r.promptTokens).toEqual(bytes);
+    expect(tok.encode(tok.decode(bytes))).not.toEqual(bytes);
   });
 
   it('temperature 0 is greedy: each token is the argmax of the logits given everything before it', () => {

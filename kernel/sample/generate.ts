@@ -48,9 +48,13 @@ function logprobAt(row: Float32Array, index: number): number {
 }
 
 export function generate(model: GPT2Model, tokenizer: Tokenizer, prompt: string, opts: SampleOptions = {}): SampleResult {
+  return generateFromTokens(model, tokenizer, tokenizer.encode(prompt), opts);
+}
+
+/** As generate, from a prompt already tokenized (ids need not decode to text and back, e.g. in a benchmark). */
+export function generateFromTokens(model: GPT2Model, tokenizer: Tokenizer, promptTokens: number[], opts: SampleOptions = {}): SampleResult {
   const n = opts.numSamples ?? 1;
   checkCount('numSamples', n, 1);
-  const promptTokens = tokenizer.encode(prompt);
   const rngs = Array.from({ length: n }, (_, i) => makeRng(`${opts.seed ?? 0}:${i}`));
   return { promptTokens, samples: generateRows(model, tokenizer, Array.from({ length: n }, () => promptTokens), rngs, opts) };
 }
