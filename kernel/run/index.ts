@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../io/atomic';
-import { checkpointStep, hasCheckpoint } from '../train/checkpoint';
+import { checkpointState, hasCheckpoint, type TrainerState } from '../train/checkpoint';
 
 export interface RunPaths {
   dir: string;
@@ -44,10 +44,12 @@ export function appendMetric(run: RunPaths, record: Record<string, unknown>): vo
   fs.appendFileSync(run.metrics, JSON.stringify(record) + '\n');
 }
 
-/** Before resuming the run in `run`: it must have a checkpoint, and its metrics are cut back to that step. */
-export function prepareResume(run: RunPaths): void {
+/** Before resuming the run in `run`: it must have a checkpoint, and its metrics are cut back to that step. Returns the checkpoint's state. */
+export function prepareResume(run: RunPaths): TrainerState {
   if (!hasCheckpoint(run.checkpoint)) throw new Error(`${run.checkpoint}: no checkpoint to resume from`);
-  truncateMetrics(run, checkpointStep(run.checkpoint));
+  const state = checkpointState(run.checkpoint);
+  truncateMetrics(run, state.step);
+  return state;
 }
 
 /** On resume, metrics past the checkpoint's step are dropped so the file matches the restored state. */

@@ -70,6 +70,8 @@ export function checkGroupScaleKeys(groupScales: Record<string, number> | undefi
  */
 export class AdamW {
   readonly moments = new Map<string, Moments>();
+  /** The groupScales object whose keys were last checked: training passes the same one every step. */
+  private checkedScales?: Record<string, number>;
   step = 0;
 
   /**
@@ -78,7 +80,10 @@ export class AdamW {
    */
   apply(vars: Array<[string, tf.Variable]>, grads: Map<string, tf.Tensor>, p: AdamParams): { gradNorm: number; groupLearningRates: Record<string, number> } {
     validateAdamParams(p);
-    checkGroupScaleKeys(p.groupScales, vars.map(([name]) => name));
+    if (p.groupScales && p.groupScales !== this.checkedScales) {
+      checkGroupScaleKeys(p.groupScales, vars.map(([name]) => name));
+      this.checkedScales = p.groupScales;
+    }
     const { beta1, beta2, eps, weightDecay } = { ...ADAM_DEFAULTS, ...p };
     const gradArrays = new Map<string, Float32Array>();
     let sq = 0;

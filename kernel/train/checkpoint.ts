@@ -53,14 +53,16 @@ export function loadBestWeights(dir: string): NamedArrays | undefined {
 
 /** The trainer state a checkpoint folder holds (step, history, evaluations). */
 export function checkpointState(dir: string): TrainerState {
-  restoreOrphanedDir(dir);
   return JSON.parse(fs.readFileSync(path.join(dir, STATE_FILE), 'utf8')) as TrainerState;
 }
 
 /** The step a checkpoint folder holds. */
 export const checkpointStep = (dir: string): number => checkpointState(dir).step;
 
-/** Also brings back a checkpoint that a crash in the middle of replacing it left as a backup (see restoreOrphanedDir). */
+/**
+ * Also brings back a checkpoint that a crash in the middle of replacing it left as a backup (see
+ * restoreOrphanedDir); every resume asks this first.
+ */
 export function hasCheckpoint(dir: string): boolean {
   restoreOrphanedDir(dir);
   return fs.existsSync(path.join(dir, STATE_FILE));
@@ -79,7 +81,6 @@ export function saveCheckpoint(dir: string, client: TrainingClient, state: Train
 
 /** Restores weights and optimizer into `client`; checks the fingerprint so a resume continues the same run. */
 export function loadCheckpoint(dir: string, client: TrainingClient, fingerprint: Record<string, unknown>): TrainerState {
-  restoreOrphanedDir(dir);
   const stateFile = path.join(dir, STATE_FILE);
   const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as TrainerState;
   // Both sides' keys: settings fingerprinted only when set must also be refused when set before and unset now.

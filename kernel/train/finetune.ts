@@ -343,7 +343,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     restoredBestStep,
     interrupted,
     resumedFrom,
-    trainableParameters: model.trainableVariables(s.method).reduce((n, [, v]) => n + v.size, 0),
+    trainableParameters: trainable.reduce((n, [, v]) => n + v.size, 0),
     seconds: (performance.now() - start) / 1000,
   };
 }

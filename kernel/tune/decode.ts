@@ -15,6 +15,8 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { GPT2Model } from '../model/gpt2';
+import type { NamedArrays } from '../model/tensor';
+import { peftTensors } from '../lora/peft';
 import type { Tokenizer } from '../tokenizer';
 import { generateMany } from '../sample/generate';
 import { scoreAnswer } from '../eval/metrics';
@@ -457,16 +459,13 @@ export function rankTrials(study: Study, c: ResolvedDecodeConfig): RankingEntry[
 
 /** Hashes of the base weights and of the active adapter's factors (null without one). */
 function weightsFingerprint(model: GPT2Model): { model: string; adapter: string | null } {
-  const digest = (arrays: Iterable<[string, { data: Float32Array }]>) => {
+  const digest = (arrays: NamedArrays) => {
     const h = createHash('sha256');
     for (const [name, { data }] of arrays) h.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return `sha256 ${h.digest('hex').slice(0, 16)}`;
   };
   const adapter = model.activeAdapter;
-  return {
-    model: digest(model.weightArrays()),
-    adapter: adapter ? digest([...adapter.layers.values()].flatMap((l) => [[`${l.path}.A`, { data: l.A.dataSync() as Float32Array }], [`${l.path}.B`, { data: l.B.dataSync() as Float32Array }]] as Array<[string, { data: Float32Array }]>)) : null,
-  };
+  return { model: digest(model.weightArrays()), adapter: adapter ? digest(peftTensors(adapter)) : null };
 }
 
 /** A resumed study's folder must hold the same configuration (the trial count may grow). */

@@ -17,7 +17,7 @@ import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { TrainingClient } from '../train/client';
 import type { ProgressEvent } from '../train/finetune';
-import { checkpointState, hasCheckpoint } from '../train/checkpoint';
+import { hasCheckpoint } from '../train/checkpoint';
 import { evaluate, type EvalResult } from '../eval';
 import { prepareResume, runPaths } from '../run';
 import { writeFileAtomic } from '../io/atomic';
@@ -134,9 +134,8 @@ export async function sweep(o: SweepOptions): Promise<Study> {
     const resume = hasCheckpoint(run.checkpoint);
     const intermediate = (valLoss: number) => (o.objective === 'perplexity' ? Math.exp(valLoss) : valLoss);
     if (resume) {
-      prepareResume(run);
       // The study dropped the interrupted trial's reports; its checkpoint still has the evaluations.
-      for (const e of checkpointState(run.checkpoint).evals) trial.report(e.step, intermediate(e.valLoss));
+      for (const e of prepareResume(run).evals) trial.report(e.step, intermediate(e.valLoss));
     }
     trial.setAttr('run', run.dir);
     o.onTrialStart?.(trial);
