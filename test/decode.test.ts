@@ -106,7 +106,12 @@ describe('bad input', () => {
     const file = path.join(dir, 'c.json');
     fs.writeFileSync(file, JSON.stringify(config()));
     expect(loadDecodeConfig(file, { samplesPerCombination: 5, trials: undefined }).samplesPerCombination).toBe(5);
-    expect(() => loadDecodeConfig(file, { samplesPerCombination: 0 })).toThrow(`${file}: samplesPerCombination`);
+    // A bad value from the file names the file; a bad override names the override instead.
+    fs.writeFileSync(file, JSON.stringify(config({ samplesPerCombination: 0 })));
+    expect(() => loadDecodeConfig(file)).toThrow(`${file}: samplesPerCombination`);
+    fs.writeFileSync(file, JSON.stringify(config()));
+    expect(() => loadDecodeConfig(file, { samplesPerCombination: 0 }, { samplesPerCombination: '--samples' })).toThrow(`--samples (overrides ${file}): samplesPerCombination`);
+    expect(() => loadDecodeConfig(file, { interval: 7 })).toThrow(`interval (overrides ${file}): interval`);
     fs.writeFileSync(file, '{ not json');
     expect(() => loadDecodeConfig(file)).toThrow(/invalid JSON/);
   });
@@ -203,7 +208,7 @@ describe('runDecode', () => {
     expect(fs.readFileSync(path.join(out, 'responses.jsonl'), 'utf8').trim().split('\n')).toHaveLength(12);
     expect(again.ranking.map((e) => e.trial)).toEqual(r.ranking.map((e) => e.trial));
     // Another configuration in the same folder is refused.
-    await expect(runDecode({ model, tokenizer: tok, config: resolveDecodeConfig(config({ samplesPerCombination: 3 })), out })).rejects.toThrow(/another configuration/);
+    await expect(runDecode({ model, tokenizer: tok, config: resolveDecodeConfig(config({ samplesPerCombination: 3 })), out })).rejects.toThrow(/another configuration .*; these fields differ: samplesPerCombination;/);
     // So is another model, or the same model with an adapter: their responses would not compare.
     const other = GPT2Model.random(model.config, 99);
     await expect(runDecode({ model: other, tokenizer: tok, config: c, out })).rejects.toThrow(/created with model "sha256 [0-9a-f]{16}", not "sha256 [0-9a-f]{16}"/);

@@ -68,7 +68,7 @@ export function registerDecode(program: Command): Command {
         trials: o.trials,
         samplesPerCombination: o.samples,
         objective: o.objective as Objective | undefined,
-      });
+      }, { sampler: '--sampler', interval: '--interval', trials: '--trials', samplesPerCombination: '--samples', objective: '--objective' });
       const { model, tokenizer } = await openModel(o, o.json);
       const log = (line: string) => process.stderr.write(line + '\n');
       const out = o.out ?? createRunDir(path.join('runs', 'decode')).dir;

@@ -289,7 +289,12 @@ export function resolveDecodeConfig(raw: unknown): ResolvedDecodeConfig {
 }
 
 /** Reads and resolves a JSON configuration file; defined `overrides` (e.g. command-line flags) replace its fields. */
-export function loadDecodeConfig(file: string, overrides: Partial<DecodeConfig> = {}): ResolvedDecodeConfig {
+export function loadDecodeConfig(
+  file: string,
+  overrides: Partial<DecodeConfig> = {},
+  /** How the caller names each override, e.g. { samplesPerCombination: '--samples' }, so its errors point there. */
+  overrideNames: Partial<Record<keyof DecodeConfig, string>> = {},
+): ResolvedDecodeConfig {
   if (!fs.existsSync(file)) throw new DecodeConfigError(`${file}: not found`);
   let raw: unknown;
   try {
@@ -301,7 +306,12 @@ export function loadDecodeConfig(file: string, overrides: Partial<DecodeConfig> 
   try {
     return resolveDecodeConfig(isObject(raw) ? { ...raw, ...set } : raw);
   } catch (e) {
-    if (e instanceof DecodeConfigError) e.message = `${file}: ${e.message}`;
+    if (e instanceof DecodeConfigError) {
+      const err = e;
+      // An error in a value that came from an override names the override, not the file that did not hold it.
+      const field = Object.keys(set).find((k) => new RegExp(`^${k}\\b`).test(err.message)) as keyof DecodeConfig | undefined;
+      err.message = field ? `${overrideNames[field] ?? field} (overrides ${file}): ${err.message}` : `${file}: ${err.message}`;
+    }
     throw e;
   }
 }
@@ -474,8 +484,18 @@ function prepareFolder(paths: DecodePaths, c: ResolvedDecodeConfig): void {
   const { trials: _, ...kept } = c;
   const text = JSON.stringify(kept, null, 2) + '\n';
   if (fs.existsSync(paths.config)) {
-    if (fs.readFileSync(paths.config, 'utf8') !== text) {
-      throw new DecodeConfigError(`${paths.dir} holds a study of another configuration (${paths.config}); use the same configuration to resume it, or another output folder`);
+    const held = fs.readFileSync(paths.config, 'utf8');
+    if (held !== text) {
+      let fields: string[] = [];
+      try {
+        const before = JSON.parse(held) as Record<string, unknown>;
+        const now = kept as Record<string, unknown>;
+        fields = [...new Set([...Object.keys(before), ...Object.keys(now)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(now[k]));
+      } catch {
+        // an unreadable config.json: the message below still says what to do
+      }
+      const differ = fields.length ? `; these fields differ: ${fields.join(', ')}` : '';
+      throw new DecodeConfigError(`${paths.dir} holds a study of another configuration (${paths.config})${differ}; use the same configuration to resume it, or another output folder`);
     }
   } else writeFileAtomic(paths.config, text);
 }
