@@ -24,6 +24,10 @@ import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
 import { projectPath } from '../kernel/paths';
 import { buildWordnetCorpus } from '../kernel/pretrain/corpus';
 import { trainBaseTokenizer } from '../kernel/pretrain/tokenizer';
+import { batchIndices, groupByLength } from '../kernel/data/batch';
+import { loadExamples } from '../kernel/data/load';
+import { loadModel } from '../kernel/model/io';
+import { dynamicBatch, tokenizeAll } from '../kernel/train/finetune';
 
 export interface BenchCase {
   config: GPT2Config;
@@ -56,6 +60,8 @@ export interface BenchOptions {
   backends?: BackendChoice[];
   /** Run bench/torch_peer.py as a peer when python3-torch is present. */
   torch?: boolean;
+  /** Time one epoch of the main job's training step on nyc-qa (default true; about a minute). */
+  mainJob?: boolean;
 }
 
 function matmulParams(c: GPT2Config): number {
@@ -172,6 +178,54 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
   return { backend: info, matmul_gflops: matmul, cases: out };
 }
 
+/**
+ * The main job's training step on real data: the embedded base model with a rank-64 adapter (the main
+ * job's settings) trains one epoch of nyc-qa's training questions, batch 16. Three variants, each over
+ * every example once, in the same run: every position through the vocabulary projection in shuffled
+ * batches (the plain path), only the weighted (answer) positions, and those in batches grouped by
+ * length (what the main job does). Figures are examples per second, after an untimed warm-up batch.
+ */
+function timeMainJobEpoch(): Record<string, number> | undefined {
+  const dir = projectPath('models', 'chromatune-base');
+  const data = projectPath('datasets', 'nyc-qa', 'train.jsonl');
+  if (!fs.existsSync(dir) || !fs.existsSync(data)) return undefined;
+  const { model, tokenizer } = loadModel(dir);
+  model.addAdapter('bench', makeLoraConfig({ r: 64, alpha: 64, dropout: 0.1 }, model.config), 0);
+  const client = new TrainingClient(model, tokenizer, 'lora');
+  const context = model.config.n_positions;
+  const train = tokenizeAll(tokenizer, loadExamples(data), context);
+  const plain = batchIndices(train.length, 16, 0, 0);
+  const grouped = groupByLength(plain, train.map((e) => e.ids.length), 16, 'group:0:0');
+  let padded = 0;
+  const epoch = (batches: number[][], logprobs: 'all' | 'weighted') => {
+    const run = (b: number[]) => {
+      const batch = dynamicBatch(b.map((i) => train[i]), context);
+      client.forwardBackward(batch, 'cross_entropy', { seed: 1, logprobs });
+      client.optimStep({ learningRate: 1e-4 });
+      return batch.inputIds.length;
+    };
+    run(batches[0]); // warm-up, untimed
+    padded = 0;
+    const t0 = performance.now();
+    for (const b of batches) padded += run(b);
+    return train.length / ((performance.now() - t0) / 1000);
+  };
+  const all = epoch(plain, 'all');
+  const weighted = epoch(plain, 'weighted');
+  const plainTokens = padded;
+  const groupedRate = epoch(grouped, 'weighted');
+  client.dispose();
+  model.dispose();
+  return {
+    examples: train.length,
+    examples_per_s_all_positions: all,
+    examples_per_s_weighted: weighted,
+    examples_per_s_weighted_grouped: groupedRate,
+    padded_tokens_shuffled: plainTokens,
+    padded_tokens_grouped: padded,
+  };
+}
+
 /** Runs bench/torch_peer.py on `threads` threads; undefined when python3-torch is not installed. */
 function torchPeer(cases: Array<'a' | 'b'>, seconds: number, threads: number): Record<string, unknown> | undefined {
   const script = projectPath('bench', 'torch_peer.py');
@@ -199,7 +253,15 @@ export async function runTrainBench(opts: BenchOptions = {}) {
   // The peer gets the thread count of the main backend's matrix products (CHROMATUNE_THREADS).
   const info = results[main].backend;
   const torch = opts.torch === false ? undefined : torchPeer(cases, seconds, info.matmulThreads ?? info.threads);
+  const mainJob = opts.mainJob === false ? undefined : timeMainJobEpoch();
   const ratios: Record<string, Record<string, number>> = {};
+  if (mainJob) {
+    ratios.main_job = {
+      weighted_vs_all_positions: mainJob.examples_per_s_weighted / mainJob.examples_per_s_all_positions,
+      grouped_vs_shuffled: mainJob.examples_per_s_weighted_grouped / mainJob.examples_per_s_weighted,
+      main_job_vs_plain: mainJob.examples_per_s_weighted_grouped / mainJob.examples_per_s_all_positions,
+    };
+  }
   for (const name of cases) {
     const m = results[main].cases[name];
     const r: Record<string, number> = {};
@@ -224,6 +286,7 @@ export async function runTrainBench(opts: BenchOptions = {}) {
     lora: { r: 8, alpha: 16, targets: 'all four linear layers' },
     results,
     torch: torch ?? 'python3-torch not installed (apt-get install python3-torch)',
+    ...(mainJob ? { main_job_epoch: { backend: results[main].backend.choice, ...mainJob } } : {}),
     ratios,
     tensors_alive: tf.memory().numTensors,
   };

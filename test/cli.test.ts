@@ -80,12 +80,26 @@ describe('chromatune CLI', () => {
     expect(out.total_logprob).toBeCloseTo(expected.reduce((a: number, b: number) => a + b, 0), 3);
   });
 
+  test('nyc batches by length by default and --no-group-by-length turns it off; finetune --group-by-length turns it on', async () => {
+    // A four-split dataset folder of the nyc-qa layout, from the small question/answer file.
+    const nycDir = path.join(dir, 'nyc-data');
+    fs.mkdirSync(nycDir, { recursive: true });
+    const rows = Array.from({ length: 8 }, (_, i) => JSON.stringify({ id: `f${i}`, fact_id: `f${i}`, category: 'borough', question: `Which number follows ${i}${'?'.padStart(1 + (i % 4) * 3, '!')}`, answer: `${i + 1}` }));
+    for (const split of ['train', 'validation', 'test', 'held_out_facts']) fs.writeFileSync(path.join(nycDir, `${split}.jsonl`), rows.join('\n') + '\n');
+    const nyc = (...extra: string[]) => run('nyc', '--model', modelDir, '--dataset', nycDir, '--max-steps', '1', '--rank', '2', '--out', path.join(dir, `nyc-${extra.length}`), '--json', ...extra);
+    expect(JSON.parse(await nyc()).settings.groupByLength).toBe(true);
+    expect(JSON.parse(await nyc('--no-group-by-length')).settings.groupByLength).toBe(false);
+    const grouped = JSON.parse(await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--max-steps', '1', '--rank', '2', '--group-by-length', '--out', path.join(dir, 'grouped'), '--json'));
+    expect(grouped.settings.groupByLength).toBe(true);
+  });
+
   test('finetune --data writes a run folder with a PEFT adapter, metrics and a report', async () => {
     const out = path.join(dir, 'run');
     const summary = JSON.parse(
       await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--epochs', '2', '--batch-size', '4', '--rank', '4', '--word-dropout', '0.3', '--rare-word-dropout', '0.1', '--augment-probability', '0.9', '--out', out, '--json'),
     );
     expect(summary.settings.augment).toEqual({ wordDropout: 0.3, rareWordDropout: 0.1, probability: 0.9 });
+    expect(summary.settings.groupByLength).toBe(false); // finetune keeps plain shuffled batches unless asked
     expect(summary.train_examples + summary.validation_examples).toBe(12);
     expect(summary.steps).toBe(2 * Math.ceil(summary.train_examples / 4));
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter', 'adapter_config.json'), 'utf8'));

@@ -4,7 +4,7 @@ import * as path from 'path';
 import { formatCompletion, formatPrompt } from '../kernel/data/example';
 import { examplesTable, loadExamples } from '../kernel/data/load';
 import { tokenizeExample, type TextEncoder } from '../kernel/data/tokenize';
-import { batchIndices, collate, splitValidation } from '../kernel/data/batch';
+import { batchIndices, collate, groupByLength, splitValidation } from '../kernel/data/batch';
 import { augmentQuestion, resolveAugment, wordFrequencies } from '../kernel/data/augment';
 
 let dir: string;
@@ -205,6 +205,30 @@ describe('tokenize, collate, batches', () => {
     expect(batchIndices(10, 3, 1, 42)).not.toEqual(a);
     expect(batchIndices(10, 3, 0, 43)).not.toEqual(a);
     expect(batchIndices(5, 2, 0, 1, false)).toEqual([[0, 1], [2, 3], [4]]);
+  });
+
+  test('groupByLength: every index once, batches of neighbouring lengths, less padding, deterministic', () => {
+    const n = 1003;
+    const bs = 8;
+    let x = 7;
+    const lengths = Array.from({ length: n }, () => 10 + ((x = (x * 1103515245 + 12345) % 2147483648) % 50));
+    const plain = batchIndices(n, bs, 0, 3);
+    const grouped = groupByLength(plain, lengths, bs, 'g:3:0');
+    expect(grouped).toEqual(groupByLength(plain, lengths, bs, 'g:3:0'));
+    expect(grouped.length).toBe(plain.length);
+    expect(grouped.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
+    expect(grouped.filter((b) => b.length < bs)).toHaveLength(1); // one partial batch, as before
+    // Padding to each batch's longest example: what dynamic batching pays.
+    const padding = (bs_: number[][]) => bs_.reduce((sum, b) => sum + b.reduce((p, i) => p + Math.max(...b.map((j) => lengths[j])) - lengths[i], 0), 0);
+    expect(padding(grouped)).toBeLessThan(padding(plain) / 5);
+    // Within a megabatch (50 batches) the sort is by length: the ranges of two batches barely overlap.
+    const spread = grouped.map((b) => Math.max(...b.map((i) => lengths[i])) - Math.min(...b.map((i) => lengths[i])));
+    expect(Math.max(...spread)).toBeLessThanOrEqual(5); // the last, smaller megabatch is coarser
+    expect(spread.reduce((a, b) => a + b, 0) / spread.length).toBeLessThan(1.5);
+    // The batch order is shuffled, so length does not follow the step (and the learning rate).
+    const firstHalf = grouped.slice(0, grouped.length / 2).flat().map((i) => lengths[i]);
+    const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+    expect(Math.abs(mean(firstHalf) - mean(lengths))).toBeLessThan(3);
   });
 
   test('splitValidation: deterministic, disjoint, covers all, at least one each', () => {

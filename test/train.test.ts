@@ -111,6 +111,32 @@ describe('forwardBackward', () => {
     expect(Math.abs(client.forward(answerChanged).loss - base)).toBeGreaterThan(1e-4);
   });
 
+  it("logprobs: 'weighted' gives the same loss and gradients, with log-probabilities only where weighted", () => {
+    const batch = qaBatch(tok, qaPairs(3, 11));
+    const all = client.forwardBackward(batch);
+    const gAll = client.accumulatedGradients();
+    client.clearGradients();
+    const weighted = client.forwardBackward(batch, 'cross_entropy', { logprobs: 'weighted' });
+    const gWeighted = client.accumulatedGradients();
+    client.clearGradients();
+    expect(Math.abs(weighted.loss - all.loss)).toBeLessThan(1e-6);
+    expect(weighted.weightSum).toBe(all.weightSum);
+    expect(gWeighted.size).toBe(gAll.size);
+    // The tied embedding gets gradient through the input lookup and through the head.
+    for (const [name, g] of gAll) expect(maxAbsDiff(gWeighted.get(name)!.data, g.data)).toBeLessThan(1e-5);
+    batch.weights.forEach((w, i) => {
+      if (w > 0) expect(Math.abs(weighted.logprobs[i] - all.logprobs[i])).toBeLessThan(1e-5);
+      else expect(weighted.logprobs[i]).toBeNaN();
+    });
+    // A batch with nothing to learn (every answer cut off) has loss 0 and zero gradients.
+    const none = client.forwardBackward({ ...batch, weights: new Float32Array(batch.weights.length) }, 'cross_entropy', { logprobs: 'weighted' });
+    const gNone = client.accumulatedGradients();
+    client.clearGradients();
+    expect(Math.abs(none.loss)).toBe(0);
+    expect(none.logprobs.every((x) => Number.isNaN(x))).toBe(true);
+    for (const [, g] of gNone) expect(g.data.every((x) => x === 0)).toBe(true);
+  });
+
   it('accumulates the sum of gradients over calls and optimStep clears them', () => {
     const b1 = qaBatch(tok, qaPairs(2));
     const b2 = qaBatch(tok, qaPairs(2, 5));
@@ -451,8 +477,8 @@ describe('finetune', () => {
     ['lora', 8, 3, ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', STATE_FILE].sort()],
     ['full', 4, 2, ['model.safetensors', 'optimizer.safetensors', STATE_FILE].sort()],
   ] as const)('%s: an interrupted run resumed from its checkpoint continues exactly like an uninterrupted one', async (method, N, k, files) => {
-    // The LoRA run also augments its questions: a resumed run must see the same variants.
-    const augment = method === 'lora' ? { augment: { wordDropout: 0.3 } } : {};
+    // The LoRA run also augments its questions and groups them by length: a resumed run must see the same batches.
+    const augment = method === 'lora' ? { augment: { wordDropout: 0.3 }, groupByLength: true } : {};
     const common: Partial<FinetuneConfig> = { method, epochs: 2, batchSize: 4, train: qaPairs(method === 'lora' ? 16 : 8), checkpointEvery: k, warmupSteps: 2, weightDecay: 0.01, ...augment };
     // Uninterrupted.
     const seenA: number[] = [];

@@ -61,6 +61,24 @@ export function batchIndices(n: number, batchSize: number, epoch: number, seed: 
 }
 
 /**
+ * Regroups one epoch's batches so each holds examples of similar length, as transformers'
+ * group_by_length does: the epoch's shuffled order is cut into megabatches of 50 batches, each sorted
+ * by length, and cut into batches again. Padding to the longest example of a batch then wastes little.
+ * The batches are shuffled afterwards so that length does not follow the learning-rate schedule.
+ * Deterministic in (seedKey, lengths); every index appears exactly once.
+ */
+export function groupByLength(batches: number[][], lengths: ArrayLike<number>, batchSize: number, seedKey: string): number[][] {
+  const order = batches.flat();
+  const mega = batchSize * 50;
+  const grouped: number[][] = [];
+  for (let i = 0; i < order.length; i += mega) {
+    const part = order.slice(i, i + mega).sort((a, b) => lengths[b] - lengths[a]);
+    for (let j = 0; j < part.length; j += batchSize) grouped.push(part.slice(j, j + batchSize));
+  }
+  return permutation(grouped.length, seedKey).map((k) => grouped[k]);
+}
+
+/**
  * Deterministic train/validation split: round(n*fraction) items (at least 1 in each part) chosen by a
  * seeded shuffle; both parts keep the original order, which is easier to inspect. `source` names the
  * data in the error for fewer than 2 items, which leave nothing to train or nothing to validate on.

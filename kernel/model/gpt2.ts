@@ -221,6 +221,25 @@ export class GPT2Model {
    */
   forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): ForwardResult {
     const [b, t] = ids.shape;
+    const { hidden, cache } = this.hiddenStates(ids, opts);
+    return {
+      logits: tf.reshape(this.lmHead(hidden), [b, t, this.config.vocab_size]) as tf.Tensor3D,
+      hidden: tf.reshape(hidden, [b, t, this.config.n_embd]) as tf.Tensor3D,
+      cache,
+    };
+  }
+
+  /** Logits of final hidden states through the tied embedding: [n, n_embd] -> [n, vocab]. */
+  lmHead(hidden: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(hidden, this.param('transformer.wte.weight') as tf.Tensor2D, false, true);
+  }
+
+  /**
+   * The transformer without the LM head: final hidden states after ln_f, [batch*seq, n_embd]. Training
+   * applies lmHead only at positions the loss weighs, which skips most of the vocabulary projection.
+   */
+  hiddenStates(ids: tf.Tensor2D, opts: ForwardOptions = {}): { hidden: tf.Tensor2D; cache?: KVCache } {
+    const [b, t] = ids.shape;
     const cfg = this.config;
     const offset = opts.cache?.length ?? 0;
     if (offset + t > cfg.n_positions) {
@@ -239,11 +258,8 @@ export class GPT2Model {
       const hMid = gelu(this.linear(this.layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, opts, i * 4 + 2));
       x = tf.add(x, this.linear(hMid, `${p}.mlp.c_proj`, opts, i * 4 + 3));
     }
-    const hidden = this.layerNorm(x, 'transformer.ln_f');
-    const logits = tf.matMul(hidden, this.param('transformer.wte.weight') as tf.Tensor2D, false, true);
     return {
-      logits: tf.reshape(logits, [b, t, cfg.vocab_size]) as tf.Tensor3D,
-      hidden: tf.reshape(hidden, [b, t, d]) as tf.Tensor3D,
+      hidden: this.layerNorm(x, 'transformer.ln_f'),
       cache: opts.cache ? { layers: caches, length: offset + t } : undefined,
     };
   }

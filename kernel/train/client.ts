@@ -12,11 +12,16 @@ import { AdamW, type AdamParams } from './adamw';
 import { maskedNLL, targetLogprobs } from './loss';
 
 export type LossFunction = 'cross_entropy';
+/** Which target positions get a log-probability: all of them, or only those the loss weighs. */
+export type LogprobPositions = 'all' | 'weighted';
 
 export interface ForwardBackwardResult {
   /** Weighted mean negative log-likelihood of the batch's target tokens. */
   loss: number;
-  /** Log-probability of every target token, [batch * seq] row-major (padding included, weight 0). */
+  /**
+   * Log-probability of every target token, [batch * seq] row-major (padding included, weight 0). With
+   * `logprobs: 'weighted'` only positions of weight > 0 are computed; the others are NaN.
+   */
   logprobs: Float32Array;
   /** Sum of the loss weights, i.e. the number of supervised tokens. */
   weightSum: number;
@@ -64,23 +69,38 @@ export class TrainingClient {
     };
   }
 
-  private lossAndLogprobs(batch: Batch, training: boolean, seed: number) {
+  private lossAndLogprobs(batch: Batch, training: boolean, seed: number, positions: LogprobPositions = 'all') {
     const { ids, targets, weights, weightSum } = this.batchTensors(batch);
-    const { logits } = this.model.forward(ids, { training, seed });
-    const lp = targetLogprobs(tf.reshape(logits, [-1, this.model.config.vocab_size]) as tf.Tensor2D, targets);
-    return { loss: maskedNLL(lp, weights, weightSum), logprobs: lp, weightSum };
+    const { hidden } = this.model.hiddenStates(ids, { training, seed });
+    const rows = positions === 'weighted' ? batch.weights.reduce<number[]>((acc, w, i) => (w > 0 ? (acc.push(i), acc) : acc), []) : [];
+    // A batch with no weighted position keeps the full path: its loss is then exactly 0 with zero
+    // gradients (an empty gather gives the backend nothing well-defined to sum).
+    if (positions === 'all' || rows.length === 0) {
+      const lp = targetLogprobs(this.model.lmHead(hidden), targets);
+      return { loss: maskedNLL(lp, weights, weightSum), logprobs: lp, weightSum, rows: positions === 'weighted' ? rows : undefined };
+    }
+    // The vocabulary projection and its softmax are the largest per-position cost; prompt and padding
+    // positions (weight 0) add nothing to the loss or its gradient, so only weighted rows go through it.
+    const at = tf.tensor1d(rows, 'int32');
+    const lp = targetLogprobs(this.model.lmHead(tf.gather(hidden, at)), tf.gather(targets, at));
+    return { loss: maskedNLL(lp, tf.gather(weights, at), weightSum), logprobs: lp, weightSum, rows };
   }
 
-  /** Loss and per-token log-probabilities, and gradients added to the accumulator. */
-  forwardBackward(batch: Batch, lossFn: LossFunction = 'cross_entropy', opts: { seed?: number } = {}): ForwardBackwardResult {
+  /**
+   * Loss and per-token log-probabilities, and gradients added to the accumulator. `logprobs: 'weighted'`
+   * computes log-probabilities only where the loss has weight (same loss and gradients, less work).
+   */
+  forwardBackward(batch: Batch, lossFn: LossFunction = 'cross_entropy', opts: { seed?: number; logprobs?: LogprobPositions } = {}): ForwardBackwardResult {
     if (lossFn !== 'cross_entropy') throw new RangeError(`lossFn must be "cross_entropy", got "${lossFn}"`);
     const vars = this.model.trainableVariables(this.mode);
     const names = new Map(vars.map(([n, v]) => [v.name, n]));
     let logprobs!: tf.Tensor;
+    let rows: number[] | undefined;
     let weightSum = 0;
     const { value, grads } = tf.variableGrads(() => {
-      const r = this.lossAndLogprobs(batch, true, opts.seed ?? this.optimizer.step);
+      const r = this.lossAndLogprobs(batch, true, opts.seed ?? this.optimizer.step, opts.logprobs);
       logprobs = tf.keep(r.logprobs);
+      rows = r.rows;
       weightSum = r.weightSum;
       return r.loss;
     }, vars.map(([, v]) => v));
@@ -96,8 +116,13 @@ export class TrainingClient {
     this.accumulatedCount++;
     const loss = value.dataSync()[0];
     value.dispose();
-    const lp = logprobs.dataSync() as Float32Array;
+    const computed = logprobs.dataSync() as Float32Array;
     logprobs.dispose();
+    let lp = computed;
+    if (rows) {
+      lp = new Float32Array(batch.weights.length).fill(NaN);
+      rows.forEach((r, i) => (lp[r] = computed[i])); // no rows: the loss was computed in full, all weight 0
+    }
     return { loss, logprobs: lp, weightSum };
   }
 
