@@ -253,6 +253,8 @@ export async function runTrainBench(opts: BenchOptions = {}) {
   // The peer gets the thread count of the main backend's matrix products (CHROMATUNE_THREADS).
   const info = results[main].backend;
   const torch = opts.torch === false ? undefined : torchPeer(cases, seconds, info.matmulThreads ?? info.threads);
+  // The peer's backend is the active one after the loop: the main-job epoch runs on the main backend.
+  if (opts.mainJob !== false && peer) await initBackend(main);
   const mainJob = opts.mainJob === false ? undefined : timeMainJobEpoch();
   const ratios: Record<string, Record<string, number>> = {};
   if (mainJob) {
@@ -286,7 +288,7 @@ export async function runTrainBench(opts: BenchOptions = {}) {
     lora: { r: 8, alpha: 16, targets: 'all four linear layers' },
     results,
     torch: torch ?? 'python3-torch not installed (apt-get install python3-torch)',
-    ...(mainJob ? { main_job_epoch: { backend: results[main].backend.choice, ...mainJob } } : {}),
+    ...(mainJob ? { main_job_epoch: { backend: tf.getBackend(), ...mainJob } } : {}),
     ratios,
     tensors_alive: tf.memory().numTensors,
   };

@@ -61,10 +61,11 @@ export function batchIndices(n: number, batchSize: number, epoch: number, seed: 
 }
 
 /**
- * Regroups one epoch's batches so each holds examples of similar length, as transformers'
- * group_by_length does: the epoch's shuffled order is cut into megabatches of 50 batches, each sorted
- * by length, and cut into batches again. Padding to the longest example of a batch then wastes little.
- * The batches are shuffled afterwards so that length does not follow the learning-rate schedule.
+ * Regroups one epoch's batches so each holds examples of similar length, after transformers'
+ * group_by_length: the epoch's shuffled order is cut into megabatches of 50 batches, each sorted by
+ * length, and cut into batches again. Padding to the longest example of a batch then wastes little.
+ * Unlike transformers (which keeps the sorted order, longest first), the batches are then shuffled, so
+ * that length does not follow the learning-rate schedule.
  * Deterministic in (seedKey, lengths); every index appears exactly once.
  */
 export function groupByLength(batches: number[][], lengths: ArrayLike<number>, batchSize: number, seedKey: string): number[][] {
