@@ -134,7 +134,7 @@ export class ChromaSession {
 
   /** Frees the session: its runs' adapters leave the model, and widget actions no longer reach it. */
   close(): void {
-    for (const name of this.adapters.values()) if (this.model.adapters.has(name)) this.model.removeAdapter(name);
+    for (const name of this.adapters.values()) this.model.removeAdapter(name);
     this.adapters.clear();
     SESSIONS.delete(this.id);
   }
@@ -171,7 +171,7 @@ export class ChromaSession {
       });
     } catch (e) {
       // A failed run (divergence, bad settings) leaves no half-trained adapter behind.
-      if (this.model.adapters.has(adapterName)) this.model.removeAdapter(adapterName);
+      this.model.removeAdapter(adapterName);
       throw e;
     }
     this.adapters.set(id, adapterName);

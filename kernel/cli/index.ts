@@ -31,7 +31,6 @@ const NYC_DEFAULTS = {
 const CONTINUE_ADAPTER = 'LoRA adapter folder (PEFT format) to continue training (its rank, alpha, dropout and targets are used)';
 
 function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Command {
-  cmd.setOptionValueWithSource('groupByLength', d.groupByLength ?? false, 'default');
   return cmd
     .addOption(new Option('--method <m>', 'LoRA or full fine-tuning').choices(['lora', 'full']).default('lora'))
     .option('--epochs <n>', 'passes over the training data', num('--epochs'), d.epochs ?? 3)
@@ -46,8 +45,8 @@ function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Co
     .option('--word-dropout <p>', 'question augmentation: drop each question word with this probability, in examples drawn afresh each epoch with --augment-probability (0: off)', num('--word-dropout'), d.wordDropout ?? 0)
     .option('--rare-word-dropout <p>', 'with --word-dropout: drop a word found in only one training question with this probability instead; commoner words go up to --word-dropout on a log scale (default: all words alike)', num('--rare-word-dropout'), d.rareWordDropout)
     .option('--augment-probability <f>', 'probability that an example\'s question is augmented in an epoch (default 0.75)', num('--augment-probability'), d.augmentProbability)
-    .option('--group-by-length', `batch examples of similar length: less padding, faster steps${d.groupByLength ? ' (default)' : ''}`)
-    .option('--no-group-by-length', `batch examples in plain shuffled order${d.groupByLength ? '' : ' (default)'}`)
+    .option('--group-by-length', 'batch examples of similar length: less padding, faster steps', d.groupByLength ?? false)
+    .option('--no-group-by-length', 'batch examples in plain shuffled order')
     .option('--targets <list>', 'LoRA target modules: qkv,attn_out,mlp_in,mlp_out', list, ['qkv', 'attn_out', 'mlp_in', 'mlp_out'])
     .option('--weight-decay <x>', 'AdamW decoupled weight decay', num('--weight-decay'), 0)
     .option('--grad-clip <x>', 'clip the global gradient norm (0: off)', num('--grad-clip'), 1)

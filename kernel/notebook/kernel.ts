@@ -165,17 +165,9 @@ export class NotebookKernel {
     if (report.diagnostics.length) this.streams?.write('stderr', `${diagnosticsContent(report.diagnostics, code).traceback.join('\n')}\n`);
     if (!report.value) return { kind: 'done' };
     try {
-      const result = resultData(report.value.v);
-      // Checked here, not when the message is encoded: a bundle that cannot be JSON (a BigInt, a cycle)
-      // would otherwise fail after the reply was due, and the front end would wait for it forever.
-      try {
-        JSON.stringify(result);
-      } catch (e) {
-        throw new Error(`the cell's value cannot be sent to the notebook as JSON: ${(e as Error).message}`);
-      }
-      return { kind: 'done', result };
+      return { kind: 'done', result: resultData(report.value.v) };
     } catch (e) {
-      return { kind: 'error', error: thrownContent(e) }; // a toMimeBundle() that throws is the cell's error
+      return { kind: 'error', error: thrownContent(e) }; // a toMimeBundle() that throws, or one that is not JSON, is the cell's error
     }
   }
 

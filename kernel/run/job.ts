@@ -103,9 +103,9 @@ function warnMultiLineAnswers(o: JobOptions): void {
 export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; result: FinetuneResult; answers: Record<string, { base: EvalResult; finetuned: EvalResult }> }> {
   const log = o.log ?? (() => undefined);
   const t0 = performance.now();
+  const trainAnswers = o.train.map((ex) => ex.answer);
   const evalAll = (label: string) => {
     const client = new TrainingClient(o.model, o.tokenizer, 'none');
-    const trainAnswers = o.train.map((ex) => ex.answer);
     const out: Record<string, EvalResult> = {};
     for (const [name, rows] of Object.entries(o.evalSplits)) {
       const t = performance.now();
@@ -216,5 +216,6 @@ export function metricTable(summary: JobSummary): string {
   const table = rows.map((r, i) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ') + (i === 0 ? '\n' + widths.map((w) => '-'.repeat(w)).join('  ') : '')).join('\n');
   const legend = 'recited: share of answers that repeat the answer of another trained question; on facts never trained on, a measure of made-up answers';
   const l = summary.l_score;
-  return l ? `${table}\n${legend}\n\nL-score (${l.split}): ${l.L.toFixed(2)} = perplexity ${l.perplexity.toFixed(2)} × f(D) ${l.fD.toFixed(2)} × f(A) ${l.fA.toFixed(2)} × f(H) ${l.fH.toFixed(2)}` : `${table}\n${legend}`;
+  const head = `${table}\n${legend}`;
+  return l ? `${head}\n\nL-score (${l.split}): ${l.L.toFixed(2)} = perplexity ${l.perplexity.toFixed(2)} × f(D) ${l.fD.toFixed(2)} × f(A) ${l.fA.toFixed(2)} × f(H) ${l.fH.toFixed(2)}` : head;
 }

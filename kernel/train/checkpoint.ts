@@ -14,6 +14,7 @@ import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import { assignAdapterWeights, writeAdapterFiles } from '../lora/peft';
 import type { NamedArrays } from '../model/tensor';
 import type { TrainingClient } from './client';
+import { differingKeys } from '../io/differingKeys';
 
 export interface StepRecord {
   step: number;
@@ -82,16 +83,15 @@ export function saveCheckpoint(dir: string, client: TrainingClient, state: Train
 /** Restores weights and optimizer into `client`; checks the fingerprint so a resume continues the same run. */
 export function loadCheckpoint(dir: string, client: TrainingClient, fingerprint: Record<string, unknown>): TrainerState {
   const stateFile = path.join(dir, STATE_FILE);
-  const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as TrainerState;
+  const state = checkpointState(dir);
   // Both sides' keys: settings fingerprinted only when set must also be refused when set before and unset now.
   const show = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
-  for (const k of new Set([...Object.keys(state.fingerprint), ...Object.keys(fingerprint)])) {
-    if (JSON.stringify(state.fingerprint[k]) !== JSON.stringify(fingerprint[k])) {
-      throw new Error(
-        `${stateFile}: cannot resume, ${k} was ${show(state.fingerprint[k])} and is now ${show(fingerprint[k])}; ` +
-          'use a new checkpoint folder or the original settings',
-      );
-    }
+  const [k] = differingKeys(state.fingerprint, fingerprint);
+  if (k !== undefined) {
+    throw new Error(
+      `${stateFile}: cannot resume, ${k} was ${show(state.fingerprint[k])} and is now ${show(fingerprint[k])}; ` +
+        'use a new checkpoint folder or the original settings',
+    );
   }
   const adapter = client.model.activeAdapter;
   if (client.mode === 'lora' && adapter) assignAdapterWeights(adapter, path.join(dir, 'adapter_model.safetensors'));

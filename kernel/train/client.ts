@@ -41,6 +41,15 @@ export interface LogprobsResult {
   total: number;
 }
 
+/** Log-probabilities computed at `rows` (all positions when undefined) as a [n] array, NaN elsewhere. */
+function spreadLogprobs(computed: tf.Tensor, rows: number[] | undefined, n: number): Float32Array {
+  const values = computed.dataSync() as Float32Array;
+  if (!rows) return values;
+  const lp = new Float32Array(n).fill(NaN);
+  rows.forEach((r, i) => (lp[r] = values[i])); // no rows: the full-path values are dropped, all weight 0
+  return lp;
+}
+
 export class TrainingClient {
   readonly optimizer = new AdamW();
   private accumulated = new Map<string, tf.Tensor>();
@@ -72,12 +81,16 @@ export class TrainingClient {
   private lossAndLogprobs(batch: Batch, training: boolean, seed: number, positions: LogprobPositions = 'all') {
     const { ids, targets, weights, weightSum } = this.batchTensors(batch);
     const { hidden } = this.model.hiddenStates(ids, { training, seed });
-    const rows = positions === 'weighted' ? batch.weights.reduce<number[]>((acc, w, i) => (w > 0 ? (acc.push(i), acc) : acc), []) : [];
+    let rows: number[] | undefined;
+    if (positions === 'weighted') {
+      rows = [];
+      batch.weights.forEach((w, i) => w > 0 && rows!.push(i));
+    }
     // A batch with no weighted position keeps the full path: its loss is then exactly 0 with zero
     // gradients (an empty gather gives the backend nothing well-defined to sum).
-    if (positions === 'all' || rows.length === 0) {
+    if (!rows || rows.length === 0) {
       const lp = targetLogprobs(this.model.lmHead(hidden), targets);
-      return { loss: maskedNLL(lp, weights, weightSum), logprobs: lp, weightSum, rows: positions === 'weighted' ? rows : undefined };
+      return { loss: maskedNLL(lp, weights, weightSum), logprobs: lp, weightSum, rows };
     }
     // The vocabulary projection and its softmax are the largest per-position cost; prompt and padding
     // positions (weight 0) add nothing to the loss or its gradient, so only weighted rows go through it.
@@ -116,23 +129,18 @@ export class TrainingClient {
     this.accumulatedCount++;
     const loss = value.dataSync()[0];
     value.dispose();
-    const computed = logprobs.dataSync() as Float32Array;
+    const lp = spreadLogprobs(logprobs, rows, batch.weights.length);
     logprobs.dispose();
-    let lp = computed;
-    if (rows) {
-      lp = new Float32Array(batch.weights.length).fill(NaN);
-      rows.forEach((r, i) => (lp[r] = computed[i])); // no rows: the loss was computed in full, all weight 0
-    }
     return { loss, logprobs: lp, weightSum };
   }
 
-  /** Loss without gradients or dropout (evaluation). */
-  forward(batch: Batch): ForwardBackwardResult {
+  /** Loss without gradients or dropout (evaluation); `logprobs` as in forwardBackward. */
+  forward(batch: Batch, opts: { logprobs?: LogprobPositions } = {}): ForwardBackwardResult {
     const r = tf.tidy(() => {
-      const o = this.lossAndLogprobs(batch, false, 0);
-      return { loss: o.loss, logprobs: o.logprobs, weightSum: o.weightSum };
+      const o = this.lossAndLogprobs(batch, false, 0, opts.logprobs);
+      return { loss: o.loss, logprobs: o.logprobs, weightSum: o.weightSum, rows: o.rows };
     });
-    const out = { loss: r.loss.dataSync()[0], logprobs: r.logprobs.dataSync() as Float32Array, weightSum: r.weightSum };
+    const out = { loss: r.loss.dataSync()[0], logprobs: spreadLogprobs(r.logprobs, r.rows, batch.weights.length), weightSum: r.weightSum };
     r.loss.dispose();
     r.logprobs.dispose();
     return out;

@@ -155,7 +155,7 @@ export function evaluateLoss(client: TrainingClient, examples: TokenizedExample[
   let lossSum = 0;
   let weightSum = 0;
   for (let i = 0; i < examples.length; i += batchSize) {
-    const r = client.forward(dynamicBatch(examples.slice(i, i + batchSize), client.model.config.n_positions));
+    const r = client.forward(dynamicBatch(examples.slice(i, i + batchSize), client.model.config.n_positions), { logprobs: 'weighted' });
     lossSum += r.loss * r.weightSum;
     weightSum += r.weightSum;
   }
@@ -243,8 +243,8 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     const question = augmentQuestion(raw.question, s.augment, `${s.seed}:${epoch}:${i}`, freq);
     return question === raw.question ? train[i] : tokenizeExample(tokenizer, { question, answer: raw.answer }, context + 1);
   };
-  /** One epoch's batches, as example indices and the examples trained (augmented afresh each epoch). */
-  let epochCache: { epoch: number; batches: number[][]; examples: Map<number, TokenizedExample> } | undefined;
+  /** One epoch's batches (example indices) and its examples, each augmented once for the epoch. */
+  let epochCache: { epoch: number; batches: number[][]; example: (i: number) => TokenizedExample } | undefined;
   const epochBatches = (epoch: number) => {
     if (epochCache?.epoch === epoch) return epochCache;
     const examples = new Map<number, TokenizedExample>();
@@ -254,7 +254,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
       const lengths = Array.from({ length: train.length }, (_, i) => example(i).ids.length);
       batches = groupByLength(batches, lengths, s.batchSize, `group:${s.seed}:${epoch}`);
     }
-    epochCache = { epoch, batches, examples };
+    epochCache = { epoch, batches, example };
     return epochCache;
   };
   let state: TrainerState = { version: 1, step: 0, history: [], evals: [], bestValLoss: null, bestStep: null, evalsWithoutImprovement: 0, fingerprint };
@@ -299,8 +299,8 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   while (state.step < totalSteps && !stoppedEarly) {
     const step = state.step;
     const epoch = Math.floor(step / stepsPerEpoch);
-    const { batches, examples } = epochBatches(epoch);
-    const batch = dynamicBatch(batches[step % stepsPerEpoch].map((i) => examples.get(i) ?? trainExample(i, epoch)), context);
+    const { batches, example } = epochBatches(epoch);
+    const batch = dynamicBatch(batches[step % stepsPerEpoch].map(example), context);
     const t0 = performance.now();
     const fb = client.forwardBackward(batch, 'cross_entropy', { seed: s.seed * 1_000_003 + step, logprobs: 'weighted' });
     const diverged = (what: string) => {

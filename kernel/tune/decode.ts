@@ -28,6 +28,7 @@ import { makeSampler, SAMPLER_NAMES } from './samplers';
 import { gridAxes } from './grid';
 import type { TrialRecord } from './types';
 import { cosineSimilarity, EmbeddingCache } from './embedding';
+import { differingKeys } from '../io/differingKeys';
 
 // ---- configuration -------------------------------------------------------------------------------
 
@@ -490,7 +491,7 @@ function prepareFolder(paths: DecodePaths, c: ResolvedDecodeConfig): void {
       try {
         const before = JSON.parse(held) as Record<string, unknown>;
         const now = kept as Record<string, unknown>;
-        fields = [...new Set([...Object.keys(before), ...Object.keys(now)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(now[k]));
+        fields = differingKeys(before, now);
       } catch {
         // an unreadable config.json: the message below still says what to do
       }
@@ -547,7 +548,7 @@ export async function runDecode(o: DecodeOptions): Promise<DecodeResult> {
     name: c.description,
     path: paths?.study,
     // Responses of another model or adapter would not compare: a resume with them is refused.
-    context: weightsFingerprint(model),
+    context: paths ? weightsFingerprint(model) : undefined,
   });
   const desired = c.prompts.map((_, p) => desiredFor(c, p));
   try {

@@ -17,6 +17,7 @@ import { type Params, type Space, SpaceError, validateSpace } from './space';
 import type { Direction, Sampler, TrialRecord, TrialState } from './types';
 import { studyBundle } from '../display/bundles';
 import type { MimeBundle } from '../display/mime';
+import { differingKeys } from '../io/differingKeys';
 
 export const STUDY_FILE_VERSION = 1;
 
@@ -362,9 +363,8 @@ export class Study {
     if (h.seed !== this.seed) throw mismatch('seed', h.seed, this.seed);
     // Files written before contexts were stored have none to compare.
     if (h.context) {
-      for (const k of new Set([...Object.keys(h.context), ...Object.keys(this.context ?? {})])) {
-        if (JSON.stringify(h.context[k]) !== JSON.stringify(this.context?.[k])) throw mismatch(k, h.context[k], this.context?.[k]);
-      }
+      const [k] = differingKeys(h.context, this.context ?? {});
+      if (k !== undefined) throw mismatch(k, h.context[k], this.context?.[k]);
     }
     for (let i = 1; i < lines.length; i++) {
       const e = parse(i);

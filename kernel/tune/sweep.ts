@@ -178,7 +178,7 @@ export async function sweep(o: SweepOptions): Promise<Study> {
       });
       return value;
     } finally {
-      if (o.model.adapters.has(adapterName)) o.model.removeAdapter(adapterName);
+      o.model.removeAdapter(adapterName);
     }
   };
   try {
