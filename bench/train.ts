@@ -24,7 +24,8 @@ import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
 import { projectPath } from '../kernel/paths';
 import { buildWordnetCorpus } from '../kernel/pretrain/corpus';
 import { trainBaseTokenizer } from '../kernel/pretrain/tokenizer';
-import { batchIndices, groupByLength } from '../kernel/data/batch';
+import { epochBatches } from '../kernel/data/batch';
+import { MAIN_JOB_DEFAULTS } from '../kernel/run/job';
 import { loadExamples } from '../kernel/data/load';
 import { loadModel } from '../kernel/model/io';
 import { dynamicBatch, tokenizeAll } from '../kernel/train/finetune';
@@ -190,12 +191,13 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
   const data = projectPath('datasets', 'nyc-qa', 'train.jsonl');
   if (!fs.existsSync(dir) || !fs.existsSync(data)) return undefined;
   const { model, tokenizer } = loadModel(dir);
-  model.addAdapter('bench', makeLoraConfig({ r: 64, alpha: 64, dropout: 0.1 }, model.config), 0);
+  const d = MAIN_JOB_DEFAULTS;
+  model.addAdapter('bench', makeLoraConfig({ r: d.rank, alpha: d.alpha, dropout: d.dropout }, model.config), 0);
   const client = new TrainingClient(model, tokenizer, 'lora');
   const context = model.config.n_positions;
   const train = tokenizeAll(tokenizer, loadExamples(data), context);
-  const plain = batchIndices(train.length, 16, 0, 0);
-  const grouped = groupByLength(plain, train.map((e) => e.ids.length), 16, 'group:0:0');
+  const plain = epochBatches(train.length, d.batchSize, 0, 0);
+  const grouped = epochBatches(train.length, d.batchSize, 0, 0, train.map((e) => e.ids.length));
   /** Examples per second over one epoch in `batches`, and the padded tokens it fed. */
   const epoch = (batches: number[][], logprobs: 'all' | 'weighted') => {
     const run = (b: number[]) => {

@@ -4,7 +4,7 @@ import * as path from 'path';
 import { formatCompletion, formatPrompt } from '../kernel/data/example';
 import { examplesTable, loadExamples } from '../kernel/data/load';
 import { tokenizeExample, type TextEncoder } from '../kernel/data/tokenize';
-import { batchIndices, collate, groupByLength, splitValidation } from '../kernel/data/batch';
+import { batchIndices, collate, epochBatches, groupByLength, splitValidation } from '../kernel/data/batch';
 import { augmentQuestion, resolveAugment, wordFrequencies } from '../kernel/data/augment';
 
 let dir: string;
@@ -229,6 +229,19 @@ describe('tokenize, collate, batches', () => {
     const firstHalf = grouped.slice(0, grouped.length / 2).flat().map((i) => lengths[i]);
     const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
     expect(Math.abs(mean(firstHalf) - mean(lengths))).toBeLessThan(3);
+  });
+
+  test('epochBatches: the shuffled order without lengths; with them, grouped per (seed, epoch)', () => {
+    const n = 403;
+    const lengths = Array.from({ length: n }, (_, i) => 5 + ((i * 37) % 41));
+    expect(epochBatches(n, 8, 2, 5)).toEqual(batchIndices(n, 8, 2, 5));
+    const grouped = epochBatches(n, 8, 2, 5, lengths);
+    expect(grouped.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
+    const spread = grouped.map((b) => Math.max(...b.map((i) => lengths[i])) - Math.min(...b.map((i) => lengths[i])));
+    expect(spread.reduce((a, b) => a + b, 0) / spread.length).toBeLessThan(2); // 41 distinct lengths shuffled would spread ~30
+    expect(epochBatches(n, 8, 2, 5, lengths)).toEqual(grouped);
+    expect(epochBatches(n, 8, 3, 5, lengths)).not.toEqual(grouped); // a new order every epoch
+    expect(epochBatches(n, 8, 2, 6, lengths)).not.toEqual(grouped); // and for every seed
   });
 
   test('splitValidation: deterministic, disjoint, covers all, at least one each', () => {

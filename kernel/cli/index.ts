@@ -9,7 +9,7 @@ import { formatPrompt } from '../data/example';
 import { TrainingClient } from '../train/client';
 import { evaluate } from '../eval';
 import { createRunDir, prepareResume, runPaths } from '../run';
-import { metricTable, runJob } from '../run/job';
+import { MAIN_JOB_DEFAULTS, metricTable, runJob } from '../run/job';
 import type { QAExample } from '../data/example';
 import { projectPath } from '../paths';
 import { progressBar } from './progress';
@@ -22,15 +22,9 @@ import { DEFAULT_MODEL, dataOptions, list, type ModelOpts, modelOptions, num, op
 
 export { DEFAULT_MODEL, stopOnInterrupt };
 
-/** Defaults of the main job, chosen by validation token F1 on nyc-qa. */
-const NYC_DEFAULTS = {
-  epochs: 25, batchSize: 16, lr: 4e-3, rank: 64, alpha: 64, dropout: 0.1,
-  wordDropout: 0.4, rareWordDropout: 0.05, augmentProbability: 0.9, evalEvery: 50, warmup: 20, groupByLength: true,
-};
-
 const CONTINUE_ADAPTER = 'LoRA adapter folder (PEFT format) to continue training (its rank, alpha, dropout and targets are used)';
 
-function trainingOptions(cmd: Command, d: Partial<typeof NYC_DEFAULTS> = {}): Command {
+function trainingOptions(cmd: Command, d: Partial<typeof MAIN_JOB_DEFAULTS> = {}): Command {
   return cmd
     .addOption(new Option('--method <m>', 'LoRA or full fine-tuning').choices(['lora', 'full']).default('lora'))
     .option('--epochs <n>', 'passes over the training data', num('--epochs'), d.epochs ?? 3)
@@ -140,7 +134,7 @@ export function buildProgram(): Command {
       await runJobCommand(o, cmd, `Fine-tuning on ${path.basename(o.data)}`, split.train, split.validation, { validation: split.validation });
     });
 
-  trainingOptions(modelOptions(program.command('nyc').description('the main job: LoRA fine-tuning of the embedded base model on nyc-qa, evaluated against the base model'), CONTINUE_ADAPTER), NYC_DEFAULTS)
+  trainingOptions(modelOptions(program.command('nyc').description('the main job: LoRA fine-tuning of the embedded base model on nyc-qa, evaluated against the base model'), CONTINUE_ADAPTER), MAIN_JOB_DEFAULTS)
     .option('--dataset <dir>', 'nyc-qa folder', projectPath('datasets', 'nyc-qa'))
     .action(async (o, cmd: Command) => {
       // The main job's learning rate is tuned for LoRA; full fine-tuning keeps its own default unless --lr is given.

@@ -80,6 +80,16 @@ export function groupByLength(batches: number[][], lengths: ArrayLike<number>, b
 }
 
 /**
+ * One epoch's batches of example indices, as training takes them: shuffled per (seed, epoch), then,
+ * given the examples' lengths, regrouped by length. The finetune loop and the bench both use it, so a
+ * benchmark times the order the main job trains in.
+ */
+export function epochBatches(n: number, batchSize: number, epoch: number, seed: number, lengths?: ArrayLike<number>): number[][] {
+  const batches = batchIndices(n, batchSize, epoch, seed);
+  return lengths ? groupByLength(batches, lengths, batchSize, `group:${seed}:${epoch}`) : batches;
+}
+
+/**
  * Deterministic train/validation split: round(n*fraction) items (at least 1 in each part) chosen by a
  * seeded shuffle; both parts keep the original order, which is easier to inspect. `source` names the
  * data in the error for fewer than 2 items, which leave nothing to train or nothing to validate on.

@@ -5,7 +5,7 @@
  * the same losses and a resumed run continues exactly as an uninterrupted one.
  */
 import { performance } from 'perf_hooks';
-import { batchIndices, collate, groupByLength, type Batch } from '../data/batch';
+import { collate, epochBatches, type Batch } from '../data/batch';
 import type { QAExample } from '../data/example';
 import { tokenizeExample, type TokenizedExample } from '../data/tokenize';
 import { type AugmentConfig, augmentQuestion, resolveAugment, wordFrequencies } from '../data/augment';
@@ -245,15 +245,12 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   };
   /** One epoch's batches (example indices) and its examples, each augmented once for the epoch. */
   let epochCache: { epoch: number; batches: number[][]; example: (i: number) => TokenizedExample } | undefined;
-  const epochBatches = (epoch: number) => {
+  const epochOf = (epoch: number) => {
     if (epochCache?.epoch === epoch) return epochCache;
     const examples = new Map<number, TokenizedExample>();
     const example = (i: number) => examples.get(i) ?? examples.set(i, trainExample(i, epoch)).get(i)!;
-    let batches = batchIndices(train.length, s.batchSize, epoch, s.seed);
-    if (s.groupByLength) {
-      const lengths = Array.from({ length: train.length }, (_, i) => example(i).ids.length);
-      batches = groupByLength(batches, lengths, s.batchSize, `group:${s.seed}:${epoch}`);
-    }
+    const lengths = s.groupByLength ? Array.from({ length: train.length }, (_, i) => example(i).ids.length) : undefined;
+    const batches = epochBatches(train.length, s.batchSize, epoch, s.seed, lengths);
     epochCache = { epoch, batches, example };
     return epochCache;
   };
@@ -299,7 +296,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   while (state.step < totalSteps && !stoppedEarly) {
     const step = state.step;
     const epoch = Math.floor(step / stepsPerEpoch);
-    const { batches, example } = epochBatches(epoch);
+    const { batches, example } = epochOf(epoch);
     const batch = dynamicBatch(batches[step % stepsPerEpoch].map(example), context);
     const t0 = performance.now();
     const fb = client.forwardBackward(batch, 'cross_entropy', { seed: s.seed * 1_000_003 + step, logprobs: 'weighted' });
