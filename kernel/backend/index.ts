@@ -90,6 +90,10 @@ async function activate(name: string): Promise<void> {
   await tf.ready();
 }
 
+const NATIVE_PACKAGES = { gpu: '@tensorflow/tfjs-node-gpu', node: '@tensorflow/tfjs-node' } as const;
+/** The reason a backend is skipped when its package is not installed at all (the usual case: not worth a note). */
+const notInstalled = (pkg: string) => `Cannot find module '${pkg}'`;
+
 /**
  * The native packages are useless without their binding, which their install script downloads. When
  * the script did not run (npm 11 skips dependencies' scripts unless approved; offline machines) the
@@ -101,7 +105,7 @@ function checkNativeBinding(pkg: string): void {
   try {
     dir = path.dirname(require.resolve(`${pkg}/package.json`));
   } catch {
-    throw new Error(`Cannot find module '${pkg}'`);
+    throw new Error(notInstalled(pkg));
   }
   const lib = path.join(dir, 'lib');
   const found = fs.existsSync(lib) && fs.readdirSync(lib).some((d) => d.startsWith('napi-v') && fs.existsSync(path.join(lib, d, 'tfjs_binding.node')));
@@ -113,7 +117,7 @@ async function load(choice: BackendChoice): Promise<Omit<BackendInfo, 'reasons'>
   switch (choice) {
     case 'gpu':
     case 'node': {
-      const pkg = choice === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+      const pkg = NATIVE_PACKAGES[choice];
       checkNativeBinding(pkg);
       // Both packages register the 'tensorflow' backend with the shared tfjs-core engine.
       require(pkg);
@@ -209,7 +213,8 @@ export function describeBackend(info: BackendInfo): string {
  * backend in the automatic order that is installed but failed to load (not merely absent).
  */
 export function backendNotes(info: BackendInfo): string[] {
-  const notes = info.reasons.filter((r) => !/Cannot find module '@tensorflow\/tfjs-node(-gpu)?'/.test(r)).map((r) => `skipped ${r}`);
+  const absent = Object.values(NATIVE_PACKAGES).map(notInstalled);
+  const notes = info.reasons.filter((r) => !absent.some((a) => r.endsWith(a))).map((r) => `skipped ${r}`);
   if (info.matmulReason) notes.push(`matrix products run on XNNPACK, about half as fast as OpenBLAS: ${info.matmulReason}`);
   return notes;
 }
