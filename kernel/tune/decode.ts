@@ -187,6 +187,35 @@ function checkInt(x: unknown, field: string, min: number, fallback: number): num
   return x as number;
 }
 
+/**
+ * The checks of the scalar fields, each on its own value: resolveDecodeConfig applies them, and
+ * loadDecodeConfig applies them to command-line overrides first, so that an error names the override.
+ */
+const SCALAR_FIELDS = {
+  objective: (x: unknown): Objective => {
+    const o = (x ?? 'combined') as Objective;
+    if (!OBJECTIVES.includes(o)) fail(`objective must be one of ${OBJECTIVES.join(', ')}, got ${JSON.stringify(x)}`);
+    return o;
+  },
+  sampler: (x: unknown): string => {
+    const s = (x ?? 'grid') as string;
+    if (!(SAMPLER_NAMES as readonly string[]).includes(s)) fail(`sampler must be one of ${SAMPLER_NAMES.join(', ')}, got ${JSON.stringify(x)}`);
+    return s;
+  },
+  interval: (x: unknown): number => {
+    const v = x ?? 0.25;
+    if (!(typeof v === 'number' && v > 0 && v <= 1)) fail(`interval must be a number in (0, 1] (0.25: five points per range), got ${JSON.stringify(v)}`);
+    return v as number;
+  },
+  seed: (x: unknown): number => {
+    if (x !== undefined && !(typeof x === 'number' && Number.isInteger(x))) fail(`seed must be an integer, got ${JSON.stringify(x)}`);
+    return (x as number | undefined) ?? 0;
+  },
+  samplesPerCombination: (x: unknown) => checkInt(x, 'samplesPerCombination', 1, 4),
+  maxTokens: (x: unknown) => checkInt(x, 'maxTokens', 1, 32),
+  trials: (x: unknown) => (x === undefined ? null : checkInt(x, 'trials', 1, 1)),
+} satisfies Partial<Record<keyof DecodeConfig, (x: unknown) => unknown>>;
+
 /** Valid values of each sampling parameter, for checks and error messages. */
 const RANGES: Record<keyof DecodeSpaceSpec, { ok: (v: number) => boolean; valid: string; integer: boolean }> = {
   temperature: { ok: (v) => Number.isFinite(v) && v >= 0, valid: 'numbers >= 0 (0 = greedy)', integer: false },
@@ -257,13 +286,10 @@ export function resolveDecodeConfig(raw: unknown): ResolvedDecodeConfig {
   const space = {} as Required<DecodeSpaceSpec>;
   for (const k of Object.keys(DEFAULT_SPACE) as Array<keyof DecodeSpaceSpec>) space[k] = checkRange(k, spaceIn[k] ?? DEFAULT_SPACE[k]);
 
-  const objective = (c.objective ?? 'combined') as Objective;
-  if (!OBJECTIVES.includes(objective)) fail(`objective must be one of ${OBJECTIVES.join(', ')}, got ${JSON.stringify(c.objective)}`);
-  const sampler = (c.sampler ?? 'grid') as string;
-  if (!(SAMPLER_NAMES as readonly string[]).includes(sampler)) fail(`sampler must be one of ${SAMPLER_NAMES.join(', ')}, got ${JSON.stringify(c.sampler)}`);
-  const interval = c.interval ?? 0.25;
-  if (!(typeof interval === 'number' && interval > 0 && interval <= 1)) fail(`interval must be a number in (0, 1] (0.25: five points per range), got ${JSON.stringify(interval)}`);
-  if (c.seed !== undefined && !(typeof c.seed === 'number' && Number.isInteger(c.seed))) fail(`seed must be an integer, got ${JSON.stringify(c.seed)}`);
+  const objective = SCALAR_FIELDS.objective(c.objective);
+  const sampler = SCALAR_FIELDS.sampler(c.sampler);
+  const interval = SCALAR_FIELDS.interval(c.interval);
+  const seed = SCALAR_FIELDS.seed(c.seed);
 
   const resolved: ResolvedDecodeConfig = {
     description: c.description === undefined ? 'decoding study' : checkString(c.description, 'description'),
@@ -272,14 +298,14 @@ export function resolveDecodeConfig(raw: unknown): ResolvedDecodeConfig {
     systemPrompts,
     promptVariants,
     space,
-    samplesPerCombination: checkInt(c.samplesPerCombination, 'samplesPerCombination', 1, 4),
-    maxTokens: checkInt(c.maxTokens, 'maxTokens', 1, 32),
+    samplesPerCombination: SCALAR_FIELDS.samplesPerCombination(c.samplesPerCombination),
+    maxTokens: SCALAR_FIELDS.maxTokens(c.maxTokens),
     stop: c.stop === undefined ? ['\n'] : Array.isArray(c.stop) && c.stop.length === 0 ? [] : checkStrings(c.stop, 'stop', false),
-    seed: (c.seed as number | undefined) ?? 0,
+    seed,
     objective,
     sampler,
-    interval: interval as number,
-    trials: c.trials === undefined ? null : checkInt(c.trials, 'trials', 1, 1),
+    interval,
+    trials: SCALAR_FIELDS.trials(c.trials),
   };
   // Every prompt must fill in every variant now, not halfway through a study.
   for (let p = 0; p < prompts.length; p++) {
@@ -304,15 +330,20 @@ export function loadDecodeConfig(
     throw new DecodeConfigError(`${file}: invalid JSON (${(e as Error).message})`);
   }
   const set = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+  // An override is checked on its own first: its error names the override, not the file that did not hold it.
+  for (const [k, v] of Object.entries(set)) {
+    if (!Object.hasOwn(SCALAR_FIELDS, k)) continue;
+    prefixErrors(`${overrideNames[k as keyof DecodeConfig] ?? k} (overrides ${file})`, () => SCALAR_FIELDS[k as keyof typeof SCALAR_FIELDS](v));
+  }
+  return prefixErrors(file, () => resolveDecodeConfig(isObject(raw) ? { ...raw, ...set } : raw));
+}
+
+/** Runs `f`; a DecodeConfigError it throws gets `where: ` in front of its message. */
+function prefixErrors<T>(where: string, f: () => T): T {
   try {
-    return resolveDecodeConfig(isObject(raw) ? { ...raw, ...set } : raw);
+    return f();
   } catch (e) {
-    if (e instanceof DecodeConfigError) {
-      const err = e;
-      // An error in a value that came from an override names the override, not the file that did not hold it.
-      const field = Object.keys(set).find((k) => new RegExp(`^${k}\\b`).test(err.message)) as keyof DecodeConfig | undefined;
-      err.message = field ? `${overrideNames[field] ?? field} (overrides ${file}): ${err.message}` : `${file}: ${err.message}`;
-    }
+    if (e instanceof DecodeConfigError) e.message = `${where}: ${e.message}`;
     throw e;
   }
 }
@@ -489,9 +520,7 @@ function prepareFolder(paths: DecodePaths, c: ResolvedDecodeConfig): void {
     if (held !== text) {
       let fields: string[] = [];
       try {
-        const before = JSON.parse(held) as Record<string, unknown>;
-        const now = kept as Record<string, unknown>;
-        fields = differingKeys(before, now);
+        fields = differingKeys(JSON.parse(held) as Record<string, unknown>, kept);
       } catch {
         // an unreadable config.json: the message below still says what to do
       }
