@@ -21,14 +21,26 @@ export function linkLibrary(root: string = projectRoot()): LinkState {
   if (path.basename(path.dirname(root)) === 'node_modules') return 'installed';
   const link = path.join(root, 'node_modules', 'chromatune');
   const target = path.join(root, 'dist', 'kernel');
-  const stat = fs.lstatSync(link, { throwIfNoEntry: false });
-  if (stat) {
-    if (!stat.isSymbolicLink()) return 'taken';
-    if (path.resolve(path.dirname(link), fs.readlinkSync(link)) === target) return 'present';
-    fs.unlinkSync(link); // a stale link (the project moved): point it here again
-  }
+  const found = existingLink(link, target);
+  if (found === 'present' || found === 'taken') return found;
+  if (found === 'stale') fs.rmSync(link, { force: true }); // the project moved: point it here again
   fs.mkdirSync(path.dirname(link), { recursive: true });
-  // Relative, so that the project folder can move; a junction where Windows refuses symlinks.
-  fs.symlinkSync(path.relative(path.dirname(link), target), link, 'junction');
-  return 'linked';
+  try {
+    // Relative, so that the project folder can move; a junction where Windows refuses symlinks.
+    fs.symlinkSync(path.relative(path.dirname(link), target), link, 'junction');
+    return 'linked';
+  } catch (e) {
+    // Kernels started together (notebooks executed in parallel on a fresh clone) race to make it; the
+    // one that loses finds the other's link, which is as good as its own.
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST' && existingLink(link, target) === 'present') return 'present';
+    throw e;
+  }
+}
+
+/** What holds the name now: nothing, our link, a link elsewhere, or something that is not a link. */
+function existingLink(link: string, target: string): 'none' | 'present' | 'stale' | 'taken' {
+  const stat = fs.lstatSync(link, { throwIfNoEntry: false });
+  if (!stat) return 'none';
+  if (!stat.isSymbolicLink()) return 'taken';
+  return path.resolve(path.dirname(link), fs.readlinkSync(link)) === target ? 'present' : 'stale';
 }
