@@ -54,3 +54,64 @@ test('other corpus settings in the same work folder get their own tokenizer', as
   expect(toks).toEqual(['tokenizer-0-200-300.json', 'tokenizer-0-400-300.json']);
   expect(fs.readFileSync(path.join(dir, 'a', 'tokenizer.json'), 'utf8')).not.toEqual(fs.readFileSync(path.join(dir, 'b', 'tokenizer.json'), 'utf8'));
 });
+
+describe('pretraining further (from)', () => {
+  const small = { batchSize: 2, maxDocuments: 300, vocabSize: 300, checkpointEvery: 1 };
+  let first: string;
+  beforeAll(async () => {
+    first = path.join(dir, 'first');
+    await pretrain({ ...small, out: first, workDir: path.join(dir, 'first-work'), steps: 3, seed: 3 });
+  });
+  const metricsOf = (d: string) => JSON.parse(fs.readFileSync(path.join(d, 'pretrain_metrics.json'), 'utf8'));
+
+  test('a second stage starts from the model, keeps its tokenizer and held-out split, and adds to its figures', async () => {
+    const out = path.join(dir, 'second');
+    const before = metricsOf(first);
+    const r = await pretrain({ ...small, out, workDir: path.join(dir, 'second-work'), steps: 2, seed: 1, from: first, learningRate: 5e-4, warmupSteps: 1 });
+    expect([r.finished, r.steps]).toEqual([true, 2]);
+    const m = metricsOf(out);
+    expect(fs.readFileSync(path.join(out, 'tokenizer.json'), 'utf8')).toBe(fs.readFileSync(path.join(first, 'tokenizer.json'), 'utf8'));
+    // The first stage's corpus seed (3), not this stage's order seed (1): its held-out synsets stay held out.
+    expect([before.corpus_seed, m.corpus_seed]).toEqual([3, 3]);
+    expect(m.corpus).toEqual(before.corpus);
+    expect(m.stages.map((s: { from: string | null; steps: number }) => [s.from, s.steps])).toEqual([[null, 3], [first, 2]]);
+    expect([m.steps, m.target_steps]).toEqual([5, 5]);
+    expect(m.tokens_seen).toBe(before.tokens_seen + 2 * 2 * before.context);
+    expect(m.wall_seconds).toBeCloseTo(before.wall_seconds + m.stages[1].wall_seconds, 6);
+    expect(m.stages[1]).toMatchObject({ peak_learning_rate: 5e-4, warmup_steps: 1, seed: 1, held_out_perplexity: m.held_out_perplexity });
+    expect(m.stages[0].held_out_perplexity).toBe(before.held_out_perplexity);
+    // The loss curve goes on from the first stage's last step.
+    expect(m.loss_curve.map((p: { step: number }) => p.step)).toEqual([...before.loss_curve.map((p: { step: number }) => p.step), 5]);
+    // The weights moved away from the first stage's.
+    const a = loadModel(first).model.weightArrays();
+    const b = loadModel(out).model.weightArrays();
+    const name = [...a.keys()].find((k) => k.endsWith('wte.weight'))!;
+    expect(Array.from(b.get(name)!.data)).not.toEqual(Array.from(a.get(name)!.data));
+    const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+    expect(card).toContain('| 1 | from scratch | 3 |');
+    expect(card).toContain('| 2 | continued from the stage above | 2 |');
+    expect(card).toContain(`| steps × batch | 5 × 2 sequences |`);
+  });
+
+  test('a finished second stage that replaced its own starting model is not started again from the new weights', async () => {
+    const model = path.join(dir, 'twice');
+    fs.cpSync(first, model, { recursive: true });
+    const opts = { ...small, out: model, from: model, workDir: path.join(dir, 'twice-work'), steps: 1 };
+    await pretrain(opts);
+    expect(metricsOf(model).steps).toBe(4);
+    await expect(pretrain(opts)).rejects.toThrow(/checkpoint: cannot resume, the checkpoint's run continued from .*twice .*model\.safetensors is now sha256/);
+    expect(metricsOf(model).steps).toBe(4);
+    // Nor does a run from scratch take over a continued run's checkpoint.
+    await expect(pretrain({ ...opts, from: undefined })).rejects.toThrow(/continued from .* and this run starts from scratch; use a new --work folder/);
+  });
+
+  test('a paused model cannot be continued', async () => {
+    const paused = path.join(dir, 'paused');
+    fs.cpSync(first, paused, { recursive: true });
+    const file = path.join(paused, 'pretrain_metrics.json');
+    fs.writeFileSync(file, JSON.stringify({ ...metricsOf(first), finished: false }));
+    await expect(pretrain({ ...small, out: path.join(dir, 'x'), from: paused, workDir: path.join(dir, 'x-work'), steps: 1 })).rejects.toThrow(
+      `${file}: finished is false`,
+    );
+  });
+});

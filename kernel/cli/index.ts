@@ -197,15 +197,17 @@ export function buildProgram(): Command {
 
   program
     .command('pretrain')
-    .description('pretrain the embedded base model from scratch on the WordNet corpus (resumable: run again to continue)')
+    .description('pretrain the embedded base model on the WordNet corpus, from scratch or further with --from (resumable: run again to continue)')
     .option('--out <dir>', 'model folder to write when the run finishes (replaced whole)', DEFAULT_MODEL)
     .option('--work <dir>', 'work folder: tokenizer, token cache and checkpoint', path.join('runs', 'pretrain'))
     .option('--steps <n>', 'optimizer steps in the whole run', num('--steps'), 6000)
     .option('--minutes <m>', 'stop with a checkpoint after this many minutes', num('--minutes'))
     .option('--batch-size <n>', 'sequences per step', num('--batch-size'), 16)
     .option('--lr <x>', 'peak learning rate', num('--lr'), 1e-3)
+    .option('--warmup <n>', 'linear warmup steps before the cosine decay', num('--warmup'), 200)
+    .option('--from <dir>', 'pretrain this finished model folder further (a new stage on the same corpus split) instead of starting from scratch')
     .option('--max-documents <n>', 'use only this many corpus documents (quick runs)', num('--max-documents'))
-    .option('--seed <n>', 'random seed', num('--seed'), 0)
+    .option('--seed <n>', 'random seed: corpus split, initial weights and data order (with --from, the data order)', num('--seed'), 0)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices([...BACKEND_CHOICES]))
     .action(async (o) => {
       const info = await initBackend(o.backend);
@@ -216,7 +218,7 @@ export function buildProgram(): Command {
       try {
         const r = await pretrain({
           out: o.out, workDir: o.work, steps: o.steps, maxMinutes: o.minutes, batchSize: o.batchSize, learningRate: o.lr,
-          maxDocuments: o.maxDocuments, seed: o.seed, onProgress: (e) => bar.update(e), shouldStop: stop.requested,
+          warmupSteps: o.warmup, from: o.from, maxDocuments: o.maxDocuments, seed: o.seed, onProgress: (e) => bar.update(e), shouldStop: stop.requested,
           log: (line) => process.stderr.write(`${line}\n`),
         });
         bar.stop();
