@@ -125,7 +125,7 @@ const METRICS_FILE = 'pretrain_metrics.json';
 /** The work folder's record of the model a continued run started from, so a resume continues that run. */
 const SOURCE_FILE = 'from.json';
 
-const sha256File = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** The stages behind a model's metrics; metrics from before stages were recorded describe one run from scratch. */
 function stagesOf(m: PretrainMetrics): PretrainStage[] {
@@ -138,15 +138,15 @@ function stagesOf(m: PretrainMetrics): PretrainStage[] {
  * A continued run must resume only its own checkpoint: the fingerprint covers the settings, this covers
  * the starting weights (a finished run that replaced its own `from` folder would otherwise start again).
  */
-function checkSource(workDir: string, checkpointDir: string, source: { dir: string; sha256: string } | null): void {
+function checkSource(workDir: string, checkpointDir: string, resuming: boolean, source: { dir: string; sha256: string } | null): void {
   const file = path.join(workDir, SOURCE_FILE);
   const recorded = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as { dir: string; sha256: string }) : null;
-  if (hasCheckpoint(checkpointDir) && recorded?.sha256 !== source?.sha256) {
+  if (resuming && recorded?.sha256 !== source?.sha256) {
     const was = recorded ? `continued from ${recorded.dir} (model.safetensors sha256 ${recorded.sha256.slice(0, 12)})` : 'started from scratch';
     const now = source ? `${source.dir}/model.safetensors is now sha256 ${source.sha256.slice(0, 12)}` : 'this run starts from scratch';
     throw new Error(`${checkpointDir}: cannot resume, the checkpoint's run ${was} and ${now}; use a new --work folder or the original --from`);
   }
-  if (!hasCheckpoint(checkpointDir)) {
+  if (!resuming) {
     if (source) writeFileAtomic(file, JSON.stringify(source, null, 2) + '\n');
     else fs.rmSync(file, { force: true });
   }
@@ -172,8 +172,8 @@ interface StartingPoint {
 
 function continueFrom(dir: string, corpusSeed: number, maxDocuments?: number): StartingPoint {
   const { model, tokenizer } = loadModel(dir);
-  const tokHash = createHash('sha256').update(JSON.stringify(tokenizer.toJSON())).digest('hex').slice(0, 12);
-  const source = { dir, sha256: sha256File(path.join(dir, 'model.safetensors')) };
+  const tokHash = sha256(JSON.stringify(tokenizer.toJSON())).slice(0, 12);
+  const source = { dir, sha256: sha256(fs.readFileSync(path.join(dir, 'model.safetensors'))) };
   return { model, tokenizer, source, cacheTag: `${corpusSeed}-${maxDocuments ?? 'all'}-tok${tokHash}` };
 }
 
@@ -205,7 +205,9 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const { model, tokenizer } = start;
   if (o.from) log(`continuing ${o.from}${before ? ` (${before.steps} steps, held-out perplexity ${before.held_out_perplexity.toFixed(2)})` : ''}`);
   const checkpointDir = path.join(o.workDir, 'checkpoint');
-  checkSource(o.workDir, checkpointDir, start.source);
+  // Asked once: hasCheckpoint also restores a checkpoint that a crash left as a backup.
+  const resuming = hasCheckpoint(checkpointDir);
+  checkSource(o.workDir, checkpointDir, resuming, start.source);
   const context = model.config.n_positions;
   const train = packStream(tokenStream(tokenizer, corpus.train, path.join(o.workDir, `train-${start.cacheTag}.i32`)), context);
   const heldOut = packStream(tokenStream(tokenizer, corpus.heldOut, path.join(o.workDir, `heldout-${start.cacheTag}.i32`)), context);
@@ -232,7 +234,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     seed,
     checkpointDir,
     checkpointEvery: o.checkpointEvery ?? 200,
-    resume: hasCheckpoint(checkpointDir),
+    resume: resuming,
     shouldStop: () => Date.now() > deadline || (o.shouldStop?.() ?? false),
     onProgress: o.onProgress,
   });
