@@ -113,6 +113,13 @@ describe('chromatune CLI', () => {
     const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
     expect(html).toMatch(/^<!doctype html>/);
     expect(html).not.toMatch(/<script|https?:\/\//);
+    // the report's validation row carries the summary's figures: perplexity to 2 decimals, the rest as percentages
+    const v = summary.metrics.validation;
+    const row = html.match(/<tr><th>validation<\/th>(.*?)<\/tr>/)?.[1] ?? '';
+    const shown = [...row.matchAll(/<td[^>]*>([^<]*)<\/td>/g)].map((c) => c[1]);
+    const p = (x: number) => (100 * x).toFixed(1);
+    expect(shown).toEqual([String(v.base.examples), v.base.perplexity.toFixed(2), v.finetuned.perplexity.toFixed(2), p(v.base.exactMatch), p(v.finetuned.exactMatch), p(v.base.tokenF1), p(v.finetuned.tokenF1), p(v.base.rougeL), p(v.finetuned.rougeL), p(v.base.recited), p(v.finetuned.recited)]);
+    expect(row).toContain(`<td class="up">${v.finetuned.perplexity.toFixed(2)}</td>`); // perplexity fell: better
     expect(summary.metrics.validation.finetuned.examples).toBe(summary.validation_examples);
     // recited: the share of validation answers that are a training answer other than their reference,
     // recomputed here from answers.jsonl and the training file with a plain lower-case comparison

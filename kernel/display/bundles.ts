@@ -11,6 +11,7 @@ import type { ParamValue } from '../tune/space';
 import type { Direction, TrialRecord } from '../tune/types';
 import { escapeHtml as e } from './html';
 import type { MimeBundle } from './mime';
+import { metricTable, pct } from './metricTable';
 
 /** A path as the reader's working folder sees it (summaries store absolute paths). */
 const shownPath = (p: string): string => (path.isAbsolute(p) ? path.relative(process.cwd(), p) || '.' : p);
@@ -151,22 +152,10 @@ export function studyBundle(study: StudyView, o: { top?: number } = {}): MimeBun
 
 /* ------------------------------------------------------------------ run */
 
-const pct = (x: number): string => (100 * x).toFixed(1);
 
 /** A run's summary: metric table (base against fine-tuned) and the headline numbers. */
 export function runBundle(s: JobSummary): MimeBundle {
-  const cells = (b: number, f: number, asPct: boolean, higherBetter: boolean) => {
-    const show = (x: number) => (asPct ? pct(x) : fmtNum(x));
-    const cls = f === b ? '' : f > b === higherBetter ? 'ct-up' : 'ct-down';
-    return `<td class="num">${show(b)}</td><td class="num ${cls}">${show(f)}</td>`;
-  };
   const splits = Object.entries(s.metrics);
-  const rows = splits
-    .map(
-      ([split, m]) =>
-        `<tr><th>${e(split)}</th><td class="num">${m.base.examples}</td>${cells(m.base.perplexity, m.finetuned.perplexity, false, false)}${cells(m.base.exactMatch, m.finetuned.exactMatch, true, true)}${cells(m.base.tokenF1, m.finetuned.tokenF1, true, true)}${cells(m.base.rougeL, m.finetuned.rougeL, true, true)}${m.base.recited !== undefined && m.finetuned.recited !== undefined ? cells(m.base.recited, m.finetuned.recited, true, false) : '<td class="num">-</td><td class="num">-</td>'}</tr>`,
-    )
-    .join('');
   const facts: Array<[string, string]> = [
     ['steps', String(s.steps)],
     ['trainable parameters', s.trainable_parameters.toLocaleString('en-US')],
@@ -177,7 +166,7 @@ export function runBundle(s: JobSummary): MimeBundle {
   if (s.l_score) facts.push([`L-score (${s.l_score.split})`, fmtNum(s.l_score.L)]);
   const status = s.interrupted ? 'interrupted' : s.stopped_early ? 'stopped early' : 'complete';
   const table = splits.length
-    ? `<table><thead><tr><th>split</th><th class="num">n</th><th class="num" colspan="2">perplexity (base, tuned)</th><th class="num" colspan="2">exact match %</th><th class="num" colspan="2">token F1 %</th><th class="num" colspan="2">ROUGE-L %</th><th class="num" colspan="2" title="answers that repeat the answer of another trained question: on facts never trained on, made up">recited %</th></tr></thead><tbody>${rows}</tbody></table>`
+    ? metricTable(s.metrics, { up: 'ct-up', down: 'ct-down', num: 'num', plain: (x) => fmtNum(x) })
     : '<div class="ct-note">No metrics: the run did not finish.</div>';
   const html = themedBlock(
     'ct-run',

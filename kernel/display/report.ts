@@ -3,8 +3,7 @@ import type { EvalResult } from '../eval';
 import type { FinetuneResult } from '../train/finetune';
 import type { JobSummary } from '../run/job';
 import { escapeHtml as e, lineChart } from './html';
-
-const pct = (x: number) => (100 * x).toFixed(1);
+import { metricTable } from './metricTable';
 
 export function renderRunReport(s: JobSummary, r: FinetuneResult, answers: Record<string, { base: EvalResult; finetuned: EvalResult }>): string {
   const lossChart = lineChart(
@@ -15,14 +14,7 @@ export function renderRunReport(s: JobSummary, r: FinetuneResult, answers: Recor
     { xLabel: 'step', yLabel: 'loss (nats/token)', title: 'loss curves' },
   );
   const lrChart = lineChart([{ name: 'learning rate', color: '#2ca02c', points: r.history.map((h) => [h.step, h.lr]) }], { height: 180, xLabel: 'step', title: 'learning rate' });
-  const metricRows = Object.entries(s.metrics)
-    .map(([split, m]) => {
-      const cell = (b: number, f: number, asPct = true, higherBetter = true) =>
-        `<td>${asPct ? pct(b) : b.toFixed(2)}</td><td class="${f === b ? '' : f > b === higherBetter ? 'up' : 'down'}">${asPct ? pct(f) : f.toFixed(2)}</td>`;
-      const recitedCells = m.base.recited !== undefined && m.finetuned.recited !== undefined ? cell(m.base.recited, m.finetuned.recited, true, false) : '<td>-</td><td>-</td>';
-      return `<tr><th>${e(split)}</th><td>${m.base.examples}</td>${cell(m.base.perplexity, m.finetuned.perplexity, false, false)}${cell(m.base.exactMatch, m.finetuned.exactMatch)}${cell(m.base.tokenF1, m.finetuned.tokenF1)}${cell(m.base.rougeL, m.finetuned.rougeL)}${recitedCells}</tr>`;
-    })
-    .join('');
+  const metrics = metricTable(s.metrics, { up: 'up', down: 'down', num: '', plain: (x) => x.toFixed(2) });
   const answerSections = Object.entries(answers)
     .map(([split, a]) => {
       const rows = a.base.answers
@@ -51,7 +43,7 @@ table.answers td{max-width:260px}.f1{display:block;color:#777;font-size:11px}
 <h1>${e(s.title)}</h1>
 <p class="meta">run <code>${e(s.run)}</code> · base model <code>${e(s.model)}</code> · ${e(s.method)} · ${s.train_examples} training examples${s.truncated_train_examples ? ` (${s.truncated_train_examples} cut to the context)` : ''}, ${s.validation_examples} for validation · ${s.steps} steps · ${s.trainable_parameters} trainable parameters · ${s.seconds.total.toFixed(0)} s in all</p>
 <h2>Metrics: base model against fine-tuned</h2>
-<table><thead><tr><th>split</th><th>n</th><th colspan="2">perplexity (base, tuned)</th><th colspan="2">exact match %</th><th colspan="2">token F1 %</th><th colspan="2">ROUGE-L %</th><th colspan="2">recited %</th></tr></thead><tbody>${metricRows}</tbody></table>
+${metrics}
 <p class="meta">recited: answers that repeat the answer of another trained question. On facts never trained on (such as nyc-qa's held_out_facts) every such answer is made up, so this measures hallucination.</p>
 <h2>Loss</h2>${lossChart}${lrChart}
 <h2>Answers side by side</h2>${answerSections}
