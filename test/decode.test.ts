@@ -9,13 +9,13 @@ import { initBackend } from '../kernel/backend';
 import { GPT2Model } from '../kernel/model/gpt2';
 import { makeLoraConfig } from '../kernel/lora/config';
 import { cosineSimilarity, embedText, embedTexts } from '../kernel/tune/embedding';
+import { gridSize } from '../kernel/tune/grid';
 import {
   type DecodeConfig,
   DecodeConfigError,
   decodeSpace,
   desiredFor,
   fillTemplate,
-  gridSize,
   loadDecodeConfig,
   renderPrompt,
   resolveDecodeConfig,

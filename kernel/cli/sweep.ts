@@ -7,7 +7,7 @@ import { projectPath } from '../paths';
 import { createRunDir } from '../run';
 import { makeSampler, SAMPLER_NAMES } from '../tune/samplers';
 import { SWEEP_OBJECTIVES, sweep, sweepSpace, type SweepObjective } from '../tune/sweep';
-import { gridAxes } from '../tune/grid';
+import { gridSize } from '../tune/grid';
 import { type Study, StudyStopped } from '../tune/study';
 import { dataOptions, modelOptions, num, openModel, print, stopOnInterrupt } from './common';
 import { progressBar } from './progress';
@@ -46,9 +46,9 @@ export function registerSweep(program: Command): void {
       log(`sweep folder: ${dir} (${o.sampler} sampler, objective ${o.objective}, ${trials} trials)`);
       // Fewer trials than grid points: in nested-loop order they would all share the first parameters'
       // first values, so visit the points in a seeded random order (as Optuna's GridSampler does).
-      const gridSize = o.sampler === 'grid' ? gridAxes(sweepSpace(Boolean(o.quick)), o.interval).size : 0;
-      const shuffle = gridSize > trials;
-      if (shuffle) log(`the grid has ${gridSize} points and the sweep runs ${trials}: visiting them in a seeded random order`);
+      const points = o.sampler === 'grid' ? gridSize(sweepSpace(Boolean(o.quick)), o.interval) : 0;
+      const shuffle = points > trials;
+      if (shuffle) log(`the grid has ${points} points and the sweep runs ${trials}: visiting them in a seeded random order`);
       const stop = stopOnInterrupt();
       let bar = progressBar('trial');
       let study: Study | undefined;

@@ -25,7 +25,7 @@ import { writeStudyReport } from '../display/studyReport';
 import { categorical, float, int, type Param, type Params, type Space } from './space';
 import { Study } from './study';
 import { makeSampler, SAMPLER_NAMES } from './samplers';
-import { gridAxes } from './grid';
+import { gridSize } from './grid';
 import type { TrialRecord } from './types';
 import { cosineSimilarity, EmbeddingCache } from './embedding';
 import { differingKeys } from '../io/differingKeys';
@@ -386,9 +386,6 @@ export function decodeSpace(c: ResolvedDecodeConfig): Space {
   if (c.systemPrompts) space.systemPrompt = categorical(c.systemPrompts.map((_, i) => i));
   return space;
 }
-
-/** Combinations in the full grid at `interval`. */
-export const gridSize = (space: Space, interval: number): number => gridAxes(space, interval).size;
 
 // ---- scoring -------------------------------------------------------------------------------------
 

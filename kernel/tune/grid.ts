@@ -34,6 +34,9 @@ export function gridAxes(space: Space, interval: number): { axes: Axis[]; size: 
   return { axes, size };
 }
 
+/** Points in the full grid of a space at `interval`. */
+export const gridSize = (space: Space, interval: number): number => gridAxes(space, interval).size;
+
 /** Point k of the grid (0 ≤ k < size). */
 export function gridPoint(axes: readonly Axis[], k: number): Params {
   const out: Params = {};
