@@ -184,7 +184,7 @@ describe('study, run and dataset bundles', () => {
     const s = {
       title: 'NYC <QA>', run: 'runs/x', model: 'tiny', backend: {}, method: 'lora', settings: {}, train_examples: 100, truncated_train_examples: 0, validation_examples: 20, steps: 40,
       interrupted: false, stopped_early: false, trainable_parameters: 12345, seconds: { base_eval: 1, training: 30, finetuned_eval: 1, total: 32 },
-      final_train_loss: 0.8, best_val_loss: 1.2, restored_best_step: null, metrics: { validation: { base: m(12, 0.1, 0), finetuned: m(4, 0.6, 0.35) } }, l_score: null, output: '',
+      final_train_loss: 0.8, best_val_loss: 1.2, restored_best_step: null, averaged_from: null, metrics: { validation: { base: m(12, 0.1, 0), finetuned: m(4, 0.6, 0.35) } }, l_score: null, output: '',
     } as JobSummary;
     const b = runBundle(s);
     const h = b['text/html'] as string;

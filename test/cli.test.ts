@@ -80,17 +80,23 @@ describe('chromatune CLI', () => {
     expect(out.total_logprob).toBeCloseTo(expected.reduce((a: number, b: number) => a + b, 0), 3);
   });
 
-  test('nyc batches by length by default and --no-group-by-length turns it off; finetune --group-by-length turns it on', async () => {
+  test('nyc batches by length and averages its weights by default, --no-group-by-length and --ema 0 turn them off; finetune --group-by-length and --ema turn them on', async () => {
     // A four-split dataset folder of the nyc-qa layout, from the small question/answer file.
     const nycDir = path.join(dir, 'nyc-data');
     fs.mkdirSync(nycDir, { recursive: true });
     const rows = Array.from({ length: 8 }, (_, i) => JSON.stringify({ id: `f${i}`, fact_id: `f${i}`, category: 'borough', question: `Which number follows ${i}${'?'.padStart(1 + (i % 4) * 3, '!')}`, answer: `${i + 1}` }));
     for (const split of ['train', 'validation', 'test', 'held_out_facts']) fs.writeFileSync(path.join(nycDir, `${split}.jsonl`), rows.join('\n') + '\n');
     const nyc = (...extra: string[]) => run('nyc', '--model', modelDir, '--dataset', nycDir, '--max-steps', '1', '--rank', '2', '--out', path.join(dir, `nyc-${extra.length}`), '--json', ...extra);
-    expect(JSON.parse(await nyc()).settings.groupByLength).toBe(true);
-    expect(JSON.parse(await nyc('--no-group-by-length')).settings.groupByLength).toBe(false);
-    const grouped = JSON.parse(await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--max-steps', '1', '--rank', '2', '--group-by-length', '--out', path.join(dir, 'grouped'), '--json'));
-    expect(grouped.settings.groupByLength).toBe(true);
+    const main = JSON.parse(await nyc());
+    expect(main.settings.groupByLength).toBe(true);
+    // The main job averages its weights from step 200; a 1-step run has no average and says so.
+    expect([main.settings.ema, main.averaged_from]).toEqual([{ decay: 0.99, startStep: 200 }, null]);
+    expect(stderr).toContain("warning: ema starts at step 200, after the run's last (1): the run ends on its last weights, not an average");
+    const plain = JSON.parse(await nyc('--no-group-by-length', '--ema', '0'));
+    expect([plain.settings.groupByLength, plain.settings.ema]).toEqual([false, undefined]);
+    await expect(nyc('--patience', '2')).rejects.toThrow('--patience and --ema cannot be combined: early stopping ends on the weights of the best validation loss, --ema on an average; add --ema 0 to stop early');
+    const grouped = JSON.parse(await run('finetune', '--model', modelDir, '--data', path.join(dir, 'qa.jsonl'), '--max-steps', '2', '--rank', '2', '--group-by-length', '--ema', '0.5', '--out', path.join(dir, 'grouped'), '--json'));
+    expect([grouped.settings.groupByLength, grouped.settings.ema, grouped.averaged_from]).toEqual([true, { decay: 0.5, startStep: 1 }, 1]);
   });
 
   test('finetune --data writes a run folder with a PEFT adapter, metrics and a report', async () => {

@@ -651,6 +651,61 @@ describe('finetune', () => {
     for (const m of [model, a.model, b.model]) m.dispose();
   });
 
+  it('with ema the run ends on the moving average of its weights, computed here in float64; a resume continues the average exactly', async () => {
+    const adapterWeights = (m: GPT2Model) => m.trainableVariables('lora').map(([, v]) => Float64Array.from(v.dataSync()));
+    const ema = { decay: 0.8, startStep: 3 };
+    const validation = qaPairs(3, 50);
+    // The weights after each update, as the step event sees them (before the run averages them).
+    const seen: Float64Array[][] = [];
+    const model = GPT2Model.random(cfg, 1);
+    const a = tinyRun({ model, ema, validation, onProgress: (e) => void (e.kind === 'step' && seen.push(adapterWeights(model))) });
+    const ra = await a.promise;
+    expect([seen.length, ra.averagedFrom]).toEqual([6, 3]);
+    const expected = seen[2].map((w, i) => {
+      const avg = Float64Array.from(w); // starts at step 3
+      for (const later of seen.slice(3)) for (let k = 0; k < avg.length; k++) avg[k] = 0.8 * avg[k] + 0.2 * later[i][k];
+      return avg;
+    });
+    const atEnd = adapterWeights(model);
+    for (let i = 0; i < atEnd.length; i++) expect(maxAbsDiff(atEnd[i], expected[i])).toBeLessThan(1e-6);
+    expect(maxAbsDiff(atEnd[0], seen[5][0])).toBeGreaterThan(1e-4); // not the last step's weights
+    // The last evaluation is of the weights the run ends on.
+    const client = new TrainingClient(model, tok, 'none');
+    expect(evaluateLoss(client, tokenizeAll(tok, validation, cfg.n_positions), 3)).toBeCloseTo(ra.evals.at(-1)!.valLoss, 5);
+
+    // Interrupted after step 4 (inside the average), then resumed: the same weights as the run straight through.
+    const ck = path.join(dir, 'ema');
+    let steps = 0;
+    const b1 = tinyRun({ ema, validation, checkpointDir: ck, shouldStop: () => ++steps === 4 });
+    const rb1 = await b1.promise;
+    expect([rb1.steps, rb1.interrupted]).toEqual([4, true]);
+    expect(fs.existsSync(path.join(ck, 'average.safetensors'))).toBe(true);
+    const b2 = tinyRun({ ema, validation, checkpointDir: ck, resume: true });
+    const rb2 = await b2.promise;
+    expect(rb2.resumedFrom).toBe(4);
+    const resumed = adapterWeights(b2.model);
+    for (let i = 0; i < atEnd.length; i++) expect(maxAbsDiff(resumed[i], atEnd[i])).toBeLessThanOrEqual(1e-7);
+    // Another decay is another run: refused, naming the setting.
+    await expect(tinyRun({ ema: { decay: 0.9, startStep: 3 }, checkpointDir: ck, resume: true }).promise).rejects.toThrow(/cannot resume, ema was/);
+    for (const r of [ra, rb1, rb2]) r.client.dispose();
+    client.dispose();
+    for (const m of [model, a.model, b1.model, b2.model]) m.dispose();
+  });
+
+  it('ema settings are checked (a decay outside (0, 1), ema with early stopping); a start past the last step averages nothing', async () => {
+    await expect(tinyRun({ ema: { decay: 1 } }).promise).rejects.toThrow('ema.decay must be in (0, 1), got 1');
+    await expect(tinyRun({ ema: { decay: 0.9, startStep: 0 } }).promise).rejects.toThrow('ema.startStep must be an integer >= 1, got 0');
+    // A start past the run's last update: no average, the run ends on its last weights and says so.
+    let last: Float64Array[] = [];
+    const model = GPT2Model.random(cfg, 1);
+    const late = await tinyRun({ model, ema: { decay: 0.9, startStep: 7 }, onProgress: (e) => void (e.kind === 'step' && (last = model.trainableVariables('lora').map(([, v]) => Float64Array.from(v.dataSync())))) }).promise;
+    expect([late.steps, late.averagedFrom]).toEqual([6, null]);
+    expect(model.trainableVariables('lora').map(([, v]) => Float64Array.from(v.dataSync()))).toEqual(last);
+    late.client.dispose();
+    model.dispose();
+    await expect(tinyRun({ ema: { decay: 0.9 }, validation: qaPairs(3, 50), earlyStopping: { patience: 1 } }).promise).rejects.toThrow(/earlyStopping and ema cannot be combined/);
+  });
+
   it('a resume with other AdamW betas or eps, group scales, early stopping or evaluation cadence is refused, naming the setting', async () => {
     const resumeFrom = async (ck: string, over: Partial<FinetuneConfig>) => {
       const { model, promise } = tinyRun({ checkpointDir: ck, maxSteps: 1, ...over, resume: true });

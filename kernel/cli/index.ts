@@ -46,6 +46,8 @@ function trainingOptions(cmd: Command, d: Partial<typeof MAIN_JOB_DEFAULTS> = {}
     .option('--grad-clip <x>', 'clip the global gradient norm (0: off)', num('--grad-clip'), 1)
     .option('--eval-every <n>', 'validation loss every N steps (0: at the end)', num('--eval-every'), d.evalEvery ?? 0)
     .option('--patience <n>', 'early stopping after N evaluations without improvement', num('--patience'))
+    .option('--ema <decay>', 'end on an exponential moving average of the trained weights, updated after every step from --ema-start on with this decay (0: off)', num('--ema'), d.ema ?? 0)
+    .option('--ema-start <n>', 'the step the average starts from', num('--ema-start'), d.emaStart ?? 1)
     .option('--seed <n>', 'random seed', num('--seed'), 0)
     .option('--runs <dir>', 'parent folder of run folders', 'runs')
     .option('--out <dir>', 'run folder (default: <runs>/<timestamp>)')
@@ -59,6 +61,9 @@ async function runJobCommand(o: Record<string, any>, cmd: Command, title: string
     if (o.method === 'full') throw new Error('--adapter continues training a LoRA adapter; it cannot be combined with --method full');
     const given = ['rank', 'alpha', 'dropout', 'targets'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
     if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => `--${k}`).join(', ')}`);
+  }
+  if (o.patience !== undefined && o.ema > 0) {
+    throw new Error(`--patience and --ema cannot be combined: early stopping ends on the weights of the best validation loss, --ema on an average; ${cmd.getOptionValueSource('ema') === 'cli' ? 'leave out one of them' : 'add --ema 0 to stop early'}`);
   }
   if (!o.resume && o.out && fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0) {
     throw new Error(`${o.out} already holds files; continue its run with --resume ${o.out}, or choose another --out`);
@@ -87,6 +92,7 @@ async function runJobCommand(o: Record<string, any>, cmd: Command, title: string
         warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: { wordDropout: o.wordDropout, rareWordDropout: o.rareWordDropout, probability: o.augmentProbability }, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
         groupByLength: o.groupByLength,
         earlyStopping: o.patience !== undefined ? { patience: o.patience } : undefined,
+        ema: o.ema > 0 ? { decay: o.ema, startStep: o.emaStart } : undefined,
         seed: o.seed, checkpointEvery: o.evalEvery || 50,
       },
     });

@@ -28,6 +28,7 @@ import { renderRunReport } from '../display/report';
 export const MAIN_JOB_DEFAULTS = {
   epochs: 25, batchSize: 16, lr: 4e-3, rank: 64, alpha: 64, dropout: 0.1,
   wordDropout: 0.4, rareWordDropout: 0.05, augmentProbability: 0.9, evalEvery: 50, warmup: 20, groupByLength: true,
+  ema: 0.99, emaStart: 200,
 };
 
 export type SplitMetrics = Omit<EvalResult, 'answers'>;
@@ -74,6 +75,8 @@ export interface JobSummary {
   best_val_loss: number | null;
   /** With early stopping, the step whose weights were kept when it was not the last one (the saved adapter or model is that step's). */
   restored_best_step: number | null;
+  /** With ema, the step the average that the run ended on starts at; null without one. */
+  averaged_from: number | null;
   metrics: Record<string, { base: SplitMetrics; finetuned: SplitMetrics }>;
   /** L-score on the validation split (or the first evaluated split); null for an interrupted run. */
   l_score: (LScore & { split: string }) | null;
@@ -146,6 +149,9 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     },
   });
   const tTrain = performance.now();
+  if (o.training.ema && !result.interrupted && result.averagedFrom === null) {
+    log(`warning: ema starts at step ${o.training.ema.startStep ?? 1}, after the run's last (${result.steps}): the run ends on its last weights, not an average`);
+  }
   const method = o.training.method ?? 'lora';
   const tuned = result.interrupted ? undefined : evalAll('fine-tuned');
   const tEnd = performance.now();
@@ -184,6 +190,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     final_train_loss: result.history.at(-1)?.loss ?? null,
     best_val_loss: result.bestValLoss,
     restored_best_step: result.restoredBestStep,
+    averaged_from: result.averagedFrom,
     metrics,
     l_score,
     output: method === 'lora' ? o.run.adapter : o.run.model,

@@ -5,6 +5,7 @@
  *   adapter_config.json + adapter_model.safetensors   (LoRA, PEFT format)   or   model.safetensors (full)
  *   optimizer.safetensors       AdamW moments
  *   best.safetensors            with early stopping: the trainable weights at the best validation loss
+ *   average.safetensors         with ema: the running average of the trainable weights
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -45,12 +46,18 @@ export interface TrainerState {
 
 export const STATE_FILE = 'trainer_state.json';
 const BEST_FILE = 'best.safetensors';
+export const AVERAGE_FILE = 'average.safetensors';
+
+const loadWeights = (dir: string, name: string): NamedArrays | undefined => {
+  const file = path.join(dir, name);
+  return fs.existsSync(file) ? (readSafetensors(file).tensors as NamedArrays) : undefined;
+};
 
 /** The best weights a checkpoint holds (early stopping), or undefined. */
-export function loadBestWeights(dir: string): NamedArrays | undefined {
-  const file = path.join(dir, BEST_FILE);
-  return fs.existsSync(file) ? (readSafetensors(file).tensors as NamedArrays) : undefined;
-}
+export const loadBestWeights = (dir: string): NamedArrays | undefined => loadWeights(dir, BEST_FILE);
+
+/** The averaged weights a checkpoint holds (ema), or undefined. */
+export const loadAverageWeights = (dir: string): NamedArrays | undefined => loadWeights(dir, AVERAGE_FILE);
 
 /** The trainer state a checkpoint folder holds (step, history, evaluations). */
 export function checkpointState(dir: string): TrainerState {
@@ -69,9 +76,16 @@ export function hasCheckpoint(dir: string): boolean {
   return fs.existsSync(path.join(dir, STATE_FILE));
 }
 
-export function saveCheckpoint(dir: string, client: TrainingClient, state: TrainerState, baseModel: string, best?: NamedArrays): void {
+/** Weights kept beside the trained ones: the best so far (early stopping) and the running average (ema). */
+export interface ExtraWeights {
+  best?: NamedArrays;
+  average?: NamedArrays;
+}
+
+export function saveCheckpoint(dir: string, client: TrainingClient, state: TrainerState, baseModel: string, extra: ExtraWeights = {}): void {
   replaceDirAtomic(dir, (tmp) => {
-    if (best) writeSafetensors(path.join(tmp, BEST_FILE), best, { step: String(state.bestStep) });
+    if (extra.best) writeSafetensors(path.join(tmp, BEST_FILE), extra.best, { step: String(state.bestStep) });
+    if (extra.average) writeSafetensors(path.join(tmp, AVERAGE_FILE), extra.average, { step: String(state.step) });
     const adapter = client.model.activeAdapter;
     if (client.mode === 'lora' && adapter) writeAdapterFiles(adapter, tmp, baseModel);
     else writeSafetensors(path.join(tmp, 'model.safetensors'), client.model.weightArrays(), { format: 'pt' });

@@ -14,7 +14,7 @@ import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
 import { ADAM_DEFAULTS, checkGroupScaleKeys, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
-import { type EvalRecord, hasCheckpoint, loadBestWeights, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
+import { AVERAGE_FILE, type EvalRecord, hasCheckpoint, loadAverageWeights, loadBestWeights, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
 import type { NamedArrays } from '../model/tensor';
 import * as tf from '../backend/tf';
 import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
@@ -54,6 +54,13 @@ export interface FinetuneConfig {
   evalEvery?: number;
   /** Stop when validation loss has not improved by minDelta for `patience` evaluations. */
   earlyStopping?: { patience: number; minDelta?: number };
+  /**
+   * Exponential moving average of the trainable weights (Polyak averaging, as timm's ModelEmaV2 or
+   * torch's AveragedModel): from update `startStep` on, average = decay · average + (1 − decay) · weights
+   * after every update, and the run ends on the average. It smooths the noise of the last updates.
+   * A run shorter than startStep has no average and ends on its last weights (result.averagedFrom null).
+   */
+  ema?: { decay: number; startStep?: number };
   seed?: number;
   checkpointDir?: string;
   /** Save a checkpoint every N updates (and at the end). Default: at every evaluation. */
@@ -95,6 +102,8 @@ export interface FinetuneResult {
   restoredBestStep: number | null;
   /** shouldStop() asked to stop; the checkpoint (if any) holds the state to resume from. */
   interrupted: boolean;
+  /** With ema: the update the average of the final weights starts at; null when the run had none. */
+  averagedFrom: number | null;
   resumedFrom: number;
   trainableParameters: number;
   seconds: number;
@@ -136,6 +145,7 @@ export function resolveFinetuneConfig(c: FinetuneConfig) {
     evalEvery: checkInt('evalEvery', c.evalEvery ?? 0, 0),
     patience: c.earlyStopping ? checkInt('earlyStopping.patience', c.earlyStopping.patience, 1) : 0,
     minDelta: c.earlyStopping ? checkRange('earlyStopping.minDelta', c.earlyStopping.minDelta ?? 0, (x) => x >= 0, '>= 0') : 0,
+    ema: c.ema ? { decay: checkRange('ema.decay', c.ema.decay, (x) => x > 0 && x < 1, 'in (0, 1)'), startStep: checkInt('ema.startStep', c.ema.startStep ?? 1, 1) } : undefined,
     seed: checkInt('seed', c.seed ?? 0, 0),
     checkpointEvery: checkInt('checkpointEvery', c.checkpointEvery ?? c.evalEvery ?? 0, 0),
     augment: c.augment ? resolveAugment(c.augment) : undefined,
@@ -147,6 +157,7 @@ export function resolveFinetuneConfig(c: FinetuneConfig) {
   validateAdamParams({ learningRate: s.learningRate, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, gradClipNorm: s.gradClipNorm, groupScales: s.groupScales });
   if (c.train.length === 0) throw new RangeError('train must hold at least one example');
   if (s.patience > 0 && !c.validation?.length) throw new RangeError('earlyStopping needs a validation set');
+  if (s.patience > 0 && s.ema) throw new RangeError('earlyStopping and ema cannot be combined: one ends on the weights of the best validation loss, the other on the average; choose one');
   return s;
 }
 
@@ -228,6 +239,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     ...(s.eps !== ADAM_DEFAULTS.eps ? { eps: s.eps } : {}),
     ...(groupScales ? { groupScales } : {}),
     ...(s.groupByLength ? { groupByLength: true } : {}),
+    ...(s.ema ? { ema: s.ema } : {}),
     // The evaluation cadence changes the training only through early stopping; alone it would refuse
     // older checkpoints of runs that evaluate periodically (the CLI's main job does).
     // With early stopping the validation set decides where training ends, so it is part of the run too.
@@ -287,9 +299,33 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     for (const [name, v] of trainable) tf.tidy(() => v.assign(tf.tensor(best!.get(name)!.data, v.shape)));
     restoredBestStep = state.bestStep;
   };
+  // The running average of the trainable weights (ema), one tensor per variable of `trainable`.
+  let average: tf.Tensor[] | undefined;
+  if (s.ema && c.checkpointDir && resumedFrom >= s.ema.startStep) {
+    const saved = loadAverageWeights(c.checkpointDir);
+    if (!saved) throw new Error(`${c.checkpointDir}: the checkpoint has no averaged weights (${AVERAGE_FILE}) for its ema setting; start the run afresh`);
+    average = trainable.map(([name, v]) => tf.keep(tf.tensor(saved.get(name)!.data, v.shape)));
+  }
+  const updateAverage = () => {
+    if (!s.ema || state.step < s.ema.startStep) return;
+    if (!average) {
+      average = trainable.map(([, v]) => tf.keep(v.clone()));
+      return;
+    }
+    const d = s.ema.decay;
+    tf.tidy(() =>
+      trainable.forEach(([, v], i) => {
+        const next = tf.keep(average![i].mul(d).add(v.mul(1 - d)));
+        average![i].dispose();
+        average![i] = next;
+      }),
+    );
+  };
+  const averageArrays = (): NamedArrays | undefined =>
+    average && new Map(trainable.map(([name, v], i) => [name, { shape: v.shape, data: (average![i].dataSync() as Float32Array).slice() }]));
   const checkpoint = () => {
     if (!c.checkpointDir) return;
-    saveCheckpoint(c.checkpointDir, client, state, baseModel, best);
+    saveCheckpoint(c.checkpointDir, client, state, baseModel, { best, average: averageArrays() });
     emit({ kind: 'checkpoint', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
   };
 
@@ -323,8 +359,11 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     state.step = step + 1;
     state.history.push({ step: state.step, epoch, loss: fb.loss, lr, gradNorm: opt.gradNorm, tokens, seconds: (performance.now() - t0) / 1000 });
     emit({ kind: 'step', step: state.step, epoch, loss: fb.loss, lr });
+    updateAverage();
 
     const last = state.step === totalSteps;
+    // The run ends on the average: the last evaluation and checkpoint are of the weights it leaves.
+    if (last && average) trainable.forEach(([, v], i) => v.assign(average![i]));
     if (validation.length && ((s.evalEvery > 0 && state.step % s.evalEvery === 0) || last)) {
       const valLoss = evaluateLoss(client, validation, s.batchSize);
       state.evals.push({ step: state.step, valLoss });
@@ -345,6 +384,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     if (interrupted) break;
   }
   emit({ kind: 'done', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
+  average?.forEach((t) => t.dispose());
   return {
     client,
     steps: state.step,
@@ -357,6 +397,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     stoppedEarly,
     restoredBestStep,
     interrupted,
+    averagedFrom: s.ema && state.step >= s.ema.startStep ? s.ema.startStep : null,
     resumedFrom,
     trainableParameters: trainable.reduce((n, [, v]) => n + v.size, 0),
     seconds: (performance.now() - start) / 1000,
