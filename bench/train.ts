@@ -29,6 +29,7 @@ import { MAIN_JOB_DEFAULTS } from '../kernel/run/job';
 import { loadExamples } from '../kernel/data/load';
 import { loadModel } from '../kernel/model/io';
 import { dynamicBatch, tokenizeAll } from '../kernel/train/finetune';
+import { WeightAverage } from '../kernel/train/average';
 
 export interface BenchCase {
   config: GPT2Config;
@@ -181,10 +182,11 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
 
 /**
  * The main job's training step on real data: the embedded base model with a rank-64 adapter (the main
- * job's settings) trains one epoch of nyc-qa's training questions, batch 16. Three variants, each over
+ * job's settings) trains one epoch of nyc-qa's training questions, batch 16. Four variants, each over
  * every example once, in the same run: every position through the vocabulary projection in shuffled
- * batches (the plain path), only the weighted (answer) positions, and those in batches grouped by
- * length (what the main job does). Figures are examples per second, after an untimed warm-up batch.
+ * batches (the plain path), only the weighted (answer) positions, those in batches grouped by length,
+ * and that with the weights' moving average updated after every step (what the main job does). Figures
+ * are examples per second, after an untimed warm-up batch.
  */
 function timeMainJobEpoch(): Record<string, number> | undefined {
   const dir = projectPath('models', 'chromatune-base');
@@ -199,11 +201,12 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
   const plain = epochBatches(train.length, d.batchSize, 0, 0);
   const grouped = epochBatches(train.length, d.batchSize, 0, 0, train.map((e) => e.ids.length));
   /** Examples per second over one epoch in `batches`, and the padded tokens it fed. */
-  const epoch = (batches: number[][], logprobs: 'all' | 'weighted') => {
+  const epoch = (batches: number[][], logprobs: 'all' | 'weighted', average?: WeightAverage) => {
     const run = (b: number[]) => {
       const batch = dynamicBatch(b.map((i) => train[i]), context);
       client.forwardBackward(batch, 'cross_entropy', { seed: 1, logprobs });
       client.optimStep({ learningRate: 1e-4 });
+      average?.update();
       return batch.inputIds.length;
     };
     run(batches[0]); // warm-up, untimed
@@ -215,6 +218,10 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
   const all = epoch(plain, 'all');
   const weighted = epoch(plain, 'weighted');
   const groupedRun = epoch(grouped, 'weighted');
+  // The main job also folds the weights into their moving average after every step.
+  const average = new WeightAverage(model.trainableVariables('lora'), d.ema);
+  const averaged = epoch(grouped, 'weighted', average);
+  average.dispose();
   client.dispose();
   model.dispose();
   return {
@@ -222,6 +229,7 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
     examples_per_s_all_positions: all.rate,
     examples_per_s_weighted: weighted.rate,
     examples_per_s_weighted_grouped: groupedRun.rate,
+    examples_per_s_weighted_grouped_averaged: averaged.rate,
     padded_tokens_shuffled: weighted.padded,
     padded_tokens_grouped: groupedRun.padded,
   };
@@ -262,7 +270,8 @@ export async function runTrainBench(opts: BenchOptions = {}) {
     ratios.main_job = {
       weighted_vs_all_positions: mainJob.examples_per_s_weighted / mainJob.examples_per_s_all_positions,
       grouped_vs_shuffled: mainJob.examples_per_s_weighted_grouped / mainJob.examples_per_s_weighted,
-      main_job_vs_plain: mainJob.examples_per_s_weighted_grouped / mainJob.examples_per_s_all_positions,
+      main_job_vs_plain: mainJob.examples_per_s_weighted_grouped_averaged / mainJob.examples_per_s_all_positions,
+      averaged_vs_not: mainJob.examples_per_s_weighted_grouped_averaged / mainJob.examples_per_s_weighted_grouped,
     };
   }
   for (const name of cases) {

@@ -251,7 +251,7 @@ export function buildProgram(): Command {
     .option('--cases <list>', 'a: 2-layer d=128 byte-vocabulary model; b: the embedded base model architecture', list, ['a', 'b'])
     .option('--backends <list>', 'main backend then its peer', list, ['wasm', 'cpu'])
     .option('--no-torch', 'skip the PyTorch peer')
-    .option('--no-main-job', 'skip one epoch of the main job\'s training step on nyc-qa (its three variants)')
+    .option('--no-main-job', 'skip one epoch of the main job\'s training step on nyc-qa (its four variants)')
     .option('--json', 'print JSON (the only output format)')
     .action(async (o) => {
       for (const c of o.cases) if (c !== 'a' && c !== 'b') throw new Error(`--cases: unknown case "${c}"; valid: a, b`);

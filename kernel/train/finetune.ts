@@ -18,6 +18,7 @@ import { AVERAGE_FILE, type EvalRecord, hasCheckpoint, loadAverageWeights, loadB
 import type { NamedArrays } from '../model/tensor';
 import * as tf from '../backend/tf';
 import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
+import { WeightAverage } from './average';
 
 export interface FinetuneConfig {
   model: GPT2Model;
@@ -299,33 +300,21 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     for (const [name, v] of trainable) tf.tidy(() => v.assign(tf.tensor(best!.get(name)!.data, v.shape)));
     restoredBestStep = state.bestStep;
   };
-  // The running average of the trainable weights (ema), one tensor per variable of `trainable`.
-  let average: tf.Tensor[] | undefined;
+  // The running average of the trainable weights (ema); a resumed run inside it continues the saved one.
+  let average: WeightAverage | undefined;
   if (s.ema && c.checkpointDir && resumedFrom >= s.ema.startStep) {
     const saved = loadAverageWeights(c.checkpointDir);
     if (!saved) throw new Error(`${c.checkpointDir}: the checkpoint has no averaged weights (${AVERAGE_FILE}) for its ema setting; start the run afresh`);
-    average = trainable.map(([name, v]) => tf.keep(tf.tensor(saved.get(name)!.data, v.shape)));
+    average = new WeightAverage(trainable, s.ema.decay, saved);
   }
   const updateAverage = () => {
     if (!s.ema || state.step < s.ema.startStep) return;
-    if (!average) {
-      average = trainable.map(([, v]) => tf.keep(v.clone()));
-      return;
-    }
-    const d = s.ema.decay;
-    tf.tidy(() =>
-      trainable.forEach(([, v], i) => {
-        const next = tf.keep(average![i].mul(d).add(v.mul(1 - d)));
-        average![i].dispose();
-        average![i] = next;
-      }),
-    );
+    if (average) average.update();
+    else average = new WeightAverage(trainable, s.ema.decay);
   };
-  const averageArrays = (): NamedArrays | undefined =>
-    average && new Map(trainable.map(([name, v], i) => [name, { shape: v.shape, data: (average![i].dataSync() as Float32Array).slice() }]));
   const checkpoint = () => {
     if (!c.checkpointDir) return;
-    saveCheckpoint(c.checkpointDir, client, state, baseModel, { best, average: averageArrays() });
+    saveCheckpoint(c.checkpointDir, client, state, baseModel, { best, average: average?.arrays() });
     emit({ kind: 'checkpoint', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
   };
 
@@ -363,7 +352,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
 
     const last = state.step === totalSteps;
     // The run ends on the average: the last evaluation and checkpoint are of the weights it leaves.
-    if (last && average) trainable.forEach(([, v], i) => v.assign(average![i]));
+    if (last) average?.assignToVariables();
     if (validation.length && ((s.evalEvery > 0 && state.step % s.evalEvery === 0) || last)) {
       const valLoss = evaluateLoss(client, validation, s.batchSize);
       state.evals.push({ step: state.step, valLoss });
@@ -384,7 +373,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     if (interrupted) break;
   }
   emit({ kind: 'done', step: state.step, epoch: Math.floor((state.step - 1) / stepsPerEpoch) });
-  average?.forEach((t) => t.dispose());
+  average?.dispose();
   return {
     client,
     steps: state.step,
