@@ -4,7 +4,7 @@
  * variable, held outside the variables so training goes on with its own weights.
  */
 import * as tf from '../backend/tf';
-import type { NamedArrays } from '../model/tensor';
+import { arraysOf, type NamedArrays } from '../model/tensor';
 
 export class WeightAverage {
   private readonly average: tf.Tensor[];
@@ -37,7 +37,7 @@ export class WeightAverage {
 
   /** The average as plain arrays, named as the variables (for a checkpoint). */
   arrays(): NamedArrays {
-    return new Map(this.vars.map(([name, v], i) => [name, { shape: v.shape, data: (this.average[i].dataSync() as Float32Array).slice() }]));
+    return arraysOf(this.vars.map(([name], i) => [name, this.average[i]] as const));
   }
 
   /** Sets the variables to the average. */

@@ -15,7 +15,7 @@ import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
 import { ADAM_DEFAULTS, checkGroupScaleKeys, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
 import { AVERAGE_FILE, type EvalRecord, hasCheckpoint, loadAverageWeights, loadBestWeights, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
-import type { NamedArrays } from '../model/tensor';
+import { arraysOf, type NamedArrays } from '../model/tensor';
 import * as tf from '../backend/tf';
 import { learningRateAt, SCHEDULES, type ScheduleKind } from './schedule';
 import { WeightAverage } from './average';
@@ -292,7 +292,7 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   // does in transformers), so the saved adapter or model is the one the reported best loss belongs to.
   const trainable = model.trainableVariables(s.method);
   let best: NamedArrays | undefined = s.patience > 0 && c.checkpointDir && resumedFrom > 0 ? loadBestWeights(c.checkpointDir) : undefined;
-  const snapshot = (): NamedArrays => new Map(trainable.map(([name, v]) => [name, { shape: v.shape, data: (v.dataSync() as Float32Array).slice() }]));
+  const snapshot = (): NamedArrays => arraysOf(trainable);
   // A resumed run that had stopped early was saved with its best weights already in place.
   let restoredBestStep: number | null = stoppedEarly && state.bestStep !== state.step ? state.bestStep : null;
   const restoreBest = () => {
