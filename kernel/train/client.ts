@@ -5,7 +5,7 @@
 import * as tf from '../backend/tf';
 import type { Batch } from '../data/batch';
 import type { GPT2Model, TrainingMode } from '../model/gpt2';
-import type { NamedArrays } from '../model/tensor';
+import { arraysOf, type NamedArrays } from '../model/tensor';
 import type { Tokenizer } from '../tokenizer';
 import { generate, type SampleOptions, type SampleResult } from '../sample/generate';
 import { AdamW, type AdamParams } from './adamw';
@@ -166,9 +166,7 @@ export class TrainingClient {
    * optimStep applies their mean), by trainable-variable name. Read-only: for inspection and tests.
    */
   accumulatedGradients(): NamedArrays {
-    const out: NamedArrays = new Map();
-    for (const [name, g] of this.accumulated) out.set(name, { shape: g.shape.slice(), data: (g.dataSync() as Float32Array).slice() });
-    return out;
+    return arraysOf([...this.accumulated]);
   }
 
   /** Number of forwardBackward calls whose gradients are accumulated. */
