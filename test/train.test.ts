@@ -427,6 +427,9 @@ function tinyRun(over: Partial<FinetuneConfig> = {}) {
   return { model, promise: finetune(c) };
 }
 
+/** The LoRA weights of `m` now, as float64 copies. */
+const adapterWeights = (m: GPT2Model): Float64Array[] => m.trainableVariables('lora').map(([, v]) => Float64Array.from(v.dataSync()));
+
 describe('finetune', () => {
   let dir: string;
   beforeEach(() => {
@@ -627,8 +630,7 @@ describe('finetune', () => {
 
   it('with early stopping the run ends on the weights of its best validation loss, also after a resume', async () => {
     const common: Partial<FinetuneConfig> = { validation: qaPairs(3, 50), evalEvery: 1, earlyStopping: { patience: 1, minDelta: 100 } };
-    const adapterWeights = (m: GPT2Model) => m.trainableVariables('lora').map(([name, v]) => [name, Array.from(v.dataSync())] as const);
-    let atStep1: ReturnType<typeof adapterWeights> = [];
+    let atStep1: Float64Array[] = [];
     const ck = path.join(dir, 'best');
     const model = GPT2Model.random(cfg, 1); // given, so the step callback can read it while tinyRun is still starting
     const a = tinyRun({ ...common, model, checkpointDir: ck, onProgress: (e) => void (e.kind === 'step' && e.step === 1 && (atStep1 = adapterWeights(model))) });
@@ -652,7 +654,6 @@ describe('finetune', () => {
   });
 
   it('with ema the run ends on the moving average of its weights, computed here in float64; a resume continues the average exactly', async () => {
-    const adapterWeights = (m: GPT2Model) => m.trainableVariables('lora').map(([, v]) => Float64Array.from(v.dataSync()));
     const ema = { decay: 0.8, startStep: 3 };
     const validation = qaPairs(3, 50);
     // The weights after each update, as the step event sees them (before the run averages them).
@@ -698,9 +699,9 @@ describe('finetune', () => {
     // A start past the run's last update: no average, the run ends on its last weights and says so.
     let last: Float64Array[] = [];
     const model = GPT2Model.random(cfg, 1);
-    const late = await tinyRun({ model, ema: { decay: 0.9, startStep: 7 }, onProgress: (e) => void (e.kind === 'step' && (last = model.trainableVariables('lora').map(([, v]) => Float64Array.from(v.dataSync())))) }).promise;
+    const late = await tinyRun({ model, ema: { decay: 0.9, startStep: 7 }, onProgress: (e) => void (e.kind === 'step' && (last = adapterWeights(model))) }).promise;
     expect([late.steps, late.averagedFrom]).toEqual([6, null]);
-    expect(model.trainableVariables('lora').map(([, v]) => Float64Array.from(v.dataSync()))).toEqual(last);
+    expect(adapterWeights(model)).toEqual(last);
     late.client.dispose();
     model.dispose();
     await expect(tinyRun({ ema: { decay: 0.9 }, validation: qaPairs(3, 50), earlyStopping: { patience: 1 } }).promise).rejects.toThrow(/earlyStopping and ema cannot be combined/);
