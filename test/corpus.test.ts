@@ -94,6 +94,47 @@ describe('buildWordnetCorpus', () => {
   });
 });
 
+describe('naming questions', () => {
+  let naming: Corpus;
+  beforeAll(() => {
+    naming = buildWordnetCorpus({ seed: 0, namingQuestions: true, withSynsetIds: true });
+  });
+
+  it('adds one definition-to-word question per defined training synset, and leaves the rest of the corpus as it was', () => {
+    const added = new Map<string, number>();
+    for (const d of naming.train) added.set(d, (added.get(d) ?? 0) + 1);
+    for (const d of full.train) {
+      const n = added.get(d);
+      if (!n) throw new Error(`document missing with naming questions: ${JSON.stringify(d)}`);
+      added.set(d, n - 1);
+    }
+    const extra = [...added].flatMap(([d, n]) => Array<string>(n).fill(d));
+    expect(extra).toHaveLength(naming.stats.namingDocuments);
+    expect(naming.stats.namingDocuments).toBe(naming.train.length - full.train.length);
+    // Held-out synsets get none, and the held-out documents keep their order: held-out perplexity is
+    // measured on the same packed sequences as for a model trained without naming questions.
+    expect(naming.heldOut).toEqual(full.heldOut);
+    // One per training synset that has a definition document.
+    const defined = new Set(full.synsetIds!.train.filter((_, i) => full.train[i].startsWith('Question: ')));
+    expect(naming.stats.namingDocuments).toBe(defined.size);
+    for (const d of extra) if (!QA.test(d) || d.split('\n').length !== 3) throw new Error(`bad naming doc: ${JSON.stringify(d)}`);
+  });
+
+  it('asks the definition and answers with the word, in varied wordings', () => {
+    // WordNet's river: "a large natural stream of water (larger than a creek)".
+    const river = naming.train.filter((d) => /\nAnswer: river\n$/.test(d) && d.includes('a large natural stream of water'));
+    expect(river).toHaveLength(1);
+    expect(river[0]).toMatch(/^Question: (?:What do you call|What is the word for|Which noun means|What is the name for) a large natural stream of water \(larger than a creek\)\?\n/);
+    const extra = new Set(naming.train);
+    for (const d of full.train) extra.delete(d);
+    const openings = new Set([...extra].map((d) => d.split(' ').slice(1, 3).join(' ')));
+    expect(openings.size).toBeGreaterThanOrEqual(8);
+    // Verb glosses that begin with "to" do not get a second one from the template.
+    expect([...extra].some((d) => /^Question: (?:What verb means|Which word means|How do you say ")to to /.test(d))).toBe(false);
+    expect([...extra].some((d) => /^Question: (?:What verb means|Which word means) to /.test(d))).toBe(true);
+  });
+});
+
 describe('heldOutDefinitionQuestions', () => {
   it('parses held-out Q/A documents back into pairs', () => {
     const pairs = heldOutDefinitionQuestions(full, 20);

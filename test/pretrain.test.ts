@@ -80,6 +80,7 @@ describe('pretraining further (from)', () => {
     expect(m.wall_seconds).toBeCloseTo(before.wall_seconds + m.stages[1].wall_seconds, 6);
     expect(m.stages[1]).toMatchObject({ peak_learning_rate: 5e-4, warmup_steps: 1, seed: 1, held_out_perplexity: m.held_out_perplexity });
     expect(m.stages[0].held_out_perplexity).toBe(before.held_out_perplexity);
+    expect(m.stages[1].naming_questions).toBeUndefined();
     // The loss curve goes on from the first stage's last step.
     expect(m.loss_curve.map((p: { step: number }) => p.step)).toEqual([...before.loss_curve.map((p: { step: number }) => p.step), 5]);
     // The weights moved away from the first stage's.
@@ -103,6 +104,22 @@ describe('pretraining further (from)', () => {
     expect(metricsOf(model).steps).toBe(4);
     // Nor does a run from scratch take over a continued run's checkpoint.
     await expect(pretrain({ ...opts, from: undefined })).rejects.toThrow(/continued from .* and this run starts from scratch; use a new --work folder/);
+  });
+
+  test('a stage with naming questions trains on them and says so in its figures and card', async () => {
+    const out = path.join(dir, 'naming');
+    const r = await pretrain({ ...small, out, workDir: path.join(dir, 'naming-work'), steps: 1, from: first, namingQuestions: true });
+    expect(r.finished).toBe(true);
+    const m = metricsOf(out);
+    expect(m.stages[1].naming_questions).toBe(true);
+    expect(m.corpus.namingDocuments).toBeGreaterThan(0);
+    expect(m.corpus.documents).toBe(metricsOf(first).corpus.documents);
+    // Its token cache is its own: the plain corpus's would lack the naming questions.
+    expect(fs.readdirSync(path.join(dir, 'naming-work')).filter((f) => f.startsWith('train-'))).toEqual([expect.stringContaining('-naming-')]);
+    const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+    expect(card).toContain('| 2 | continued from the stage above, with naming questions | 1 |');
+    expect(card).toContain('its definition as the question and its word as the answer');
+    expect(fs.readFileSync(path.join(first, 'README.md'), 'utf8')).not.toContain('naming questions');
   });
 
   test('a paused model cannot be continued', async () => {

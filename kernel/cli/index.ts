@@ -213,6 +213,7 @@ export function buildProgram(): Command {
     .option('--warmup <n>', 'linear warmup steps before the cosine decay', num('--warmup'), 200)
     .option('--from <dir>', 'pretrain this finished model folder further (a new stage on the same corpus split) instead of starting from scratch')
     .option('--max-documents <n>', 'use only this many corpus documents (quick runs)', num('--max-documents'))
+    .option('--naming-questions', 'also ask training synsets the other way round: the definition as the question, the word as the answer')
     .option('--seed <n>', 'random seed: corpus split, initial weights and data order (with --from, the data order)', num('--seed'), 0)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices([...BACKEND_CHOICES]))
     .action(async (o) => {
@@ -224,7 +225,7 @@ export function buildProgram(): Command {
       try {
         const r = await pretrain({
           out: o.out, workDir: o.work, steps: o.steps, maxMinutes: o.minutes, batchSize: o.batchSize, learningRate: o.lr,
-          warmupSteps: o.warmup, from: o.from, maxDocuments: o.maxDocuments, seed: o.seed, onProgress: (e) => bar.update(e), shouldStop: stop.requested,
+          warmupSteps: o.warmup, from: o.from, maxDocuments: o.maxDocuments, namingQuestions: o.namingQuestions === true, seed: o.seed, onProgress: (e) => bar.update(e), shouldStop: stop.requested,
           log: (line) => process.stderr.write(`${line}\n`),
         });
         bar.stop();

@@ -29,6 +29,12 @@ export interface CorpusOptions {
   maxLemmasPerSynset?: number;
   /** Also return `synsetIds`, the synset of each document (for checking the split). */
   withSynsetIds?: boolean;
+  /**
+   * Also ask each training synset the other way round, its definition as the question and its word as
+   * the answer ("What do you call a large natural stream of water?" → "river"), in varied wordings.
+   * Held-out synsets get none, so held-out perplexity stays comparable with models trained without.
+   */
+  namingQuestions?: boolean;
 }
 
 export interface Corpus {
@@ -45,6 +51,8 @@ export interface Corpus {
     documents: number;
     /** Characters of all documents, train and held-out. */
     characters: number;
+    /** Naming questions among the training documents (0 without `namingQuestions`). */
+    namingDocuments: number;
   };
   /** Synset id (`offset-pos`) of each document, parallel to train/heldOut; only with `withSynsetIds`. */
   synsetIds?: { train: string[]; heldOut: string[] };
@@ -167,6 +175,28 @@ function definitionDoc(s: Synset, lemma: string, r: number): string {
   return `Question: ${question}\nAnswer: ${answer}\n`;
 }
 
+/** Wordings of a naming question by part of speech; `{d}` is the definition. */
+const NAMING_TEMPLATES: Record<PartOfSpeech | 'person', string[]> = {
+  person: ['Who was {d}?', 'Which person was {d}?', 'Name the person described as {d}.', 'Who is known as {d}?'],
+  noun: ['What do you call {d}?', 'What is the word for {d}?', 'Which noun means {d}?', 'What is the name for {d}?'],
+  verb: ['What verb means to {d}?', 'Which word means to {d}?', 'How do you say "to {d}" in one word?'],
+  adj: ['Which adjective means {d}?', 'What word describes something {d}?', 'Give one word for {d}.'],
+  adv: ['Which adverb means {d}?', 'What word means {d}?', 'Give one word for {d}.'],
+};
+
+/**
+ * The synset asked the other way round: its definition in the question and its first word as the answer,
+ * the shape of a fact question ("Which museum ...?" → a name). `r` in [0,1) picks the wording.
+ */
+function namingDoc(s: Synset, r: number): string {
+  const kind = s.pos === 'noun' && s.person && s.instance ? 'person' : s.pos;
+  const templates = NAMING_TEMPLATES[kind];
+  // Some verb glosses already begin with "to"; the templates supply it.
+  const definition = s.pos === 'verb' ? s.definition.replace(/^to /, '') : s.definition;
+  const question = templates[Math.floor(r * templates.length)].replace('{d}', definition);
+  return `Question: ${question}\nAnswer: ${s.lemmas[0]}\n`;
+}
+
 /** Usage example as a sentence: capitalised, with end punctuation if it had none. */
 function sentenceDoc(example: string): string {
   const s = example.charAt(0).toUpperCase() + example.slice(1);
@@ -207,11 +237,11 @@ export function buildWordnetCorpus(opts: CorpusOptions = {}): Corpus {
   if (!(heldOutFraction >= 0 && heldOutFraction < 1)) throw new RangeError(`heldOutFraction must be in [0, 1), got ${heldOutFraction}`);
   if (!(maxDocuments > 0)) throw new RangeError(`maxDocuments must be > 0, got ${maxDocuments}`);
 
-  const rng = seedrandom(`chromatune-wordnet:${seed}`);
+  const rng = seedrandom(`chromatune-wordnet:${seed}`, { state: true });
   const dir = wordnetDictPath();
   const split = { train: [] as string[], heldOut: [] as string[] };
   const ids = { train: [] as string[], heldOut: [] as string[] };
-  const stats = { synsets: 0, excludedNyc: 0, heldOutSynsets: 0, documents: 0, characters: 0 };
+  const stats = { synsets: 0, excludedNyc: 0, heldOutSynsets: 0, documents: 0, characters: 0, namingDocuments: 0 };
 
   read: for (const [pos, file] of FILES) {
     if (opts.posFilter && !opts.posFilter.includes(pos)) continue;
@@ -226,14 +256,19 @@ export function buildWordnetCorpus(opts: CorpusOptions = {}): Corpus {
       }
       const docs: string[] = [];
       const words = s.definition.split(/\s+/).filter(Boolean).length;
-      if (words > 0 && words <= MAX_DEFINITION_WORDS) {
+      const defined = words > 0 && words <= MAX_DEFINITION_WORDS;
+      if (defined) {
         for (const lemma of s.lemmas.slice(0, maxLemmas)) docs.push(definitionDoc(s, lemma, rng()));
       }
       for (const ex of s.examples) docs.push(sentenceDoc(ex));
       if (!docs.length) continue;
       const side = hashUnit(seed, s.id) < heldOutFraction ? 'heldOut' : 'train';
       if (side === 'heldOut') stats.heldOutSynsets++;
+      // Hashed rather than drawn from `rng`, so that a corpus without naming questions is unchanged.
+      const naming = opts.namingQuestions && defined && side === 'train' ? namingDoc(s, hashUnit(seed, `naming:${s.id}`)) : undefined;
+      if (naming) docs.push(naming);
       for (const d of docs.slice(0, maxDocuments - stats.documents)) {
+        if (d === naming) stats.namingDocuments++;
         split[side].push(d);
         ids[side].push(s.id);
         stats.documents++;
@@ -241,8 +276,13 @@ export function buildWordnetCorpus(opts: CorpusOptions = {}): Corpus {
       }
     }
   }
+  // The held-out order must not depend on the naming questions, so that held-out perplexity is measured on
+  // the same packed sequences with or without them: its shuffle continues the stream from where a train
+  // shuffle without them would have left it (Fisher-Yates draws n - 1 numbers).
+  const heldOutRng = seedrandom('', { state: rng.state() });
+  for (let i = split.train.length - stats.namingDocuments - 1; i > 0; i--) heldOutRng();
   shuffle(rng, split.train, ids.train);
-  shuffle(rng, split.heldOut, ids.heldOut);
+  shuffle(heldOutRng, split.heldOut, ids.heldOut);
   return { ...split, stats, ...(opts.withSynsetIds ? { synsetIds: ids } : {}) };
 }
 

