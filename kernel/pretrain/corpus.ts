@@ -237,11 +237,20 @@ export function buildWordnetCorpus(opts: CorpusOptions = {}): Corpus {
   if (!(heldOutFraction >= 0 && heldOutFraction < 1)) throw new RangeError(`heldOutFraction must be in [0, 1), got ${heldOutFraction}`);
   if (!(maxDocuments > 0)) throw new RangeError(`maxDocuments must be > 0, got ${maxDocuments}`);
 
-  const rng = seedrandom(`chromatune-wordnet:${seed}`, { state: true });
+  const rng = seedrandom(`chromatune-wordnet:${seed}`);
   const dir = wordnetDictPath();
   const split = { train: [] as string[], heldOut: [] as string[] };
   const ids = { train: [] as string[], heldOut: [] as string[] };
+  // Naming questions are kept apart until the plain documents are shuffled, so that these (and the
+  // held-out order, hence held-out perplexity) are the same with or without them.
+  const naming = { docs: [] as string[], ids: [] as string[] };
   const stats = { synsets: 0, excludedNyc: 0, heldOutSynsets: 0, documents: 0, characters: 0, namingDocuments: 0 };
+  const add = (docs: string[], docIds: string[], doc: string, id: string) => {
+    docs.push(doc);
+    docIds.push(id);
+    stats.documents++;
+    stats.characters += doc.length;
+  };
 
   read: for (const [pos, file] of FILES) {
     if (opts.posFilter && !opts.posFilter.includes(pos)) continue;
@@ -264,25 +273,21 @@ export function buildWordnetCorpus(opts: CorpusOptions = {}): Corpus {
       if (!docs.length) continue;
       const side = hashUnit(seed, s.id) < heldOutFraction ? 'heldOut' : 'train';
       if (side === 'heldOut') stats.heldOutSynsets++;
-      // Hashed rather than drawn from `rng`, so that a corpus without naming questions is unchanged.
-      const naming = opts.namingQuestions && defined && side === 'train' ? namingDoc(s, hashUnit(seed, `naming:${s.id}`)) : undefined;
-      if (naming) docs.push(naming);
-      for (const d of docs.slice(0, maxDocuments - stats.documents)) {
-        if (d === naming) stats.namingDocuments++;
-        split[side].push(d);
-        ids[side].push(s.id);
-        stats.documents++;
-        stats.characters += d.length;
+      for (const d of docs.slice(0, maxDocuments - stats.documents)) add(split[side], ids[side], d, s.id);
+      // The wording is hashed rather than drawn from `rng`, which would change the plain documents' draws.
+      if (opts.namingQuestions && defined && side === 'train' && stats.documents < maxDocuments) {
+        add(naming.docs, naming.ids, namingDoc(s, hashUnit(seed, `naming:${s.id}`)), s.id);
       }
     }
   }
-  // The held-out order must not depend on the naming questions, so that held-out perplexity is measured on
-  // the same packed sequences with or without them: its shuffle continues the stream from where a train
-  // shuffle without them would have left it (Fisher-Yates draws n - 1 numbers).
-  const heldOutRng = seedrandom('', { state: rng.state() });
-  for (let i = split.train.length - stats.namingDocuments - 1; i > 0; i--) heldOutRng();
   shuffle(rng, split.train, ids.train);
-  shuffle(heldOutRng, split.heldOut, ids.heldOut);
+  shuffle(rng, split.heldOut, ids.heldOut);
+  stats.namingDocuments = naming.docs.length;
+  if (naming.docs.length) {
+    split.train.push(...naming.docs);
+    ids.train.push(...naming.ids);
+    shuffle(seedrandom(`chromatune-wordnet-naming:${seed}`), split.train, ids.train);
+  }
   return { ...split, stats, ...(opts.withSynsetIds ? { synsetIds: ids } : {}) };
 }
 
