@@ -215,7 +215,7 @@ describe('key-value cache', () => {
     const tok = byteTokenizer();
     for (const [prompt, maxTokens] of [
       ['Question: hi\nAnswer:', 12],
-      ['0123456789abcdefghij', 40], // runs into the 32-token context
+      ['01234567890123456789', 40], // runs into the 32-token context
     ] as const) {
       const a = generate(model, tok, prompt, { temperature: 0, maxTokens, numSamples: 2, useCache: true });
       const b = generate(model, tok, prompt, { temperature: 0, maxTokens, numSamples: 2, useCache: false });

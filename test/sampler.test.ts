@@ -1,4 +1,5 @@
 import { makeRng, nextTokenDistribution, sampleToken, validateSamplingParams } from '../kernel/sample/sampler';
+import { utf8Step } from '../kernel/sample/utf8';
 
 const P = [0.5, 0.2, 0.15, 0.1, 0.05];
 const logits = Float32Array.from(P.map(Math.log));
@@ -125,5 +126,40 @@ describe('validateSamplingParams', () => {
     expect(() => validateSamplingParams({ topP: 2 })).toThrow('topP must be in (0, 1]');
     expect(() => validateSamplingParams({ temperature: -0.1 })).toThrow('temperature must be a finite number >= 0');
     expect(() => validateSamplingParams({ temperature: 0, topK: 0, topP: 1 })).not.toThrow();
+  });
+});
+
+describe('utf8Step', () => {
+  /** The WHATWG decoder, fatal and streaming: whether `seq` begins well-formed UTF-8 (an unfinished last character allowed). */
+  const decoderAccepts = (seq: number[]) => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(seq), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const automatonAccepts = (seq: number[]) => seq.reduce((s, b) => utf8Step(s, b), 0) !== -1;
+
+  it('accepts exactly the byte sequences the WHATWG decoder accepts: every pair, and random runs of 3 to 6 bytes', () => {
+    for (let a = 0; a < 256; a++) for (let b = 0; b < 256; b++) expect(automatonAccepts([a, b])).toBe(decoderAccepts([a, b]));
+    const r = makeRng('utf8');
+    // Bytes drawn mostly from the lead and continuation ranges, where the table's edge cases are.
+    const draw = () => (r() < 0.5 ? 0x80 + Math.floor(r() * 0x40) : r() < 0.8 ? 0xc0 + Math.floor(r() * 0x40) : Math.floor(r() * 0x80));
+    let accepted = 0;
+    for (let i = 0; i < 20000; i++) {
+      const seq = Array.from({ length: 3 + Math.floor(r() * 4) }, draw);
+      const want = decoderAccepts(seq);
+      expect({ seq, ok: automatonAccepts(seq) }).toEqual({ seq, ok: want });
+      if (want) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(500); // both outcomes were exercised
+  });
+
+  it('a finished character returns to the start state: E2 82 AC (€) and F0 9F 98 80 (😀)', () => {
+    expect([0xe2, 0x82, 0xac].reduce(utf8Step, 0)).toBe(0);
+    expect([0xf0, 0x9f, 0x98, 0x80].reduce(utf8Step, 0)).toBe(0);
+    expect([0xe0, 0x80].reduce(utf8Step, 0)).toBe(-1); // overlong
+    expect([0xed, 0xa0].reduce(utf8Step, 0)).toBe(-1); // surrogate
   });
 });

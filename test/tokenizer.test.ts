@@ -247,3 +247,22 @@ describe('save and load', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('tokenBytes', () => {
+  it("concatenated over an encoding, each token's bytes are the text's UTF-8; added tokens are their text", () => {
+    for (const tok of [bytes, trained, Tokenizer.fromFile(path.join(__dirname, '..', 'models', 'chromatune-base'))]) {
+      const table = tok.tokenBytes()!;
+      expect(table.length).toBe(tok.vocabSize);
+      for (const s of Object.values(SAMPLES)) {
+        const joined = tok.encode(s).flatMap((id) => [...table[id]!]);
+        expect(Buffer.from(joined).equals(Buffer.from(s, 'utf8'))).toBe(true);
+      }
+      expect(Buffer.from(table[tok.eosId!]!).toString('utf8')).toBe(EOS);
+    }
+  });
+
+  it('is undefined for a tokenizer whose decoder is not byte-level (its tokens are not byte strings)', () => {
+    const json = { ...(bytes.toJSON() as Record<string, unknown>), decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true } };
+    expect(Tokenizer.fromJSON(json).tokenBytes()).toBeUndefined();
+  });
+});

@@ -967,21 +967,56 @@ describe('generate', () => {
     expect(tok.encode(tok.decode(bytes))).not.toEqual(bytes);
   });
 
-  it('temperature 0 is greedy: each token is the argmax of the logits given everything before it', () => {
-    for (const model of [random, trained]) {
-      const s = generate(model, tok, prompt, { temperature: 0, maxTokens: 10 }).samples[0];
-      const seq = tok.encode(prompt);
+  /** Whether `bytes` begin well-formed UTF-8 (an unfinished last character allowed): the WHATWG decoder, streaming, fatal. */
+  const utf8Prefix = (bytes: number[]) => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const bytesOf = (ids: number[]) => ids.flatMap((id) => (id < 256 ? [id] : [...Buffer.from(tok.decode([id]))]));
+
+  it('temperature 0 is greedy: each token is the argmax of the logits among the tokens that keep the text UTF-8', () => {
+    let excluded = 0; // steps whose unrestricted argmax would have broken the text
+    // The text prompt, and the prompt followed by the first byte of a three-byte character (U+20AC: E2 82 AC).
+    const cases = [random, trained].flatMap((model) => [tok.encode(prompt), [...tok.encode(prompt), 0xe2]].map((ids) => ({ model, ids })));
+    for (const { model, ids } of cases) {
+      const s = generateFromTokens(model, tok, ids, { temperature: 0, maxTokens: 24 }).samples[0];
+      const seq = [...ids];
       s.tokens.forEach((token, i) => {
-        const logits = logitsOf(model, [seq]);
-        const row = logits.subarray((seq.length - 1) * 257, seq.length * 257);
-        expect(token).toBe(argmax(row));
-        expect(Math.abs(s.logprobs[i] - logSoftmax(row)[token])).toBeLessThan(1e-4);
+        const row = logitsOf(model, [seq]).subarray((seq.length - 1) * 257, seq.length * 257);
+        const allowed = Float32Array.from(row, (x, id) => (utf8Prefix(bytesOf([...seq, id])) ? x : -Infinity));
+        if (argmax(row) !== argmax(allowed)) excluded++;
+        expect(token).toBe(argmax(allowed));
+        expect(Math.abs(s.logprobs[i] - logSoftmax(row)[token])).toBeLessThan(1e-4); // the model's own probability
         seq.push(token);
       });
       if (s.finishReason === 'eos') {
         expect(argmax(logitsOf(model, [seq]).subarray((seq.length - 1) * 257))).toBe(tok.eosId);
-      } else expect(s.tokens.length).toBe(10);
+      } else expect(s.tokens.length).toBe(24);
       expect(s.text).toBe(tok.decode(s.tokens));
+    }
+    expect(excluded).toBeGreaterThan(0); // the random model's choices were really restricted
+  });
+
+  it('samples are well-formed UTF-8 even from a random model over single bytes; a prompt that is not UTF-8 is not restricted', () => {
+    const { samples } = generate(random, tok, prompt, { temperature: 2, seed: 3, maxTokens: 48, numSamples: 6 });
+    expect(samples.map((s) => s.finishReason)).toContain('eos');
+    const high = samples.flatMap((s) => s.tokens).filter((t) => t >= 128 && t < 256).length;
+    expect(high).toBeGreaterThan(20); // multi-byte characters were written, not avoided
+    for (const s of samples) {
+      expect(utf8Prefix(bytesOf(s.tokens))).toBe(true);
+      if (s.finishReason === 'eos') expect(() => new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytesOf(s.tokens)))).not.toThrow(); // no character left unfinished
+    }
+    // After a lone continuation byte nothing can make the text valid, so the choice is the plain argmax.
+    const lone = [...tok.encode(prompt), 0x80];
+    const g = generateFromTokens(random, tok, lone, { temperature: 0, maxTokens: 4 }).samples[0];
+    const seq = [...lone];
+    for (const token of g.tokens) {
+      expect(token).toBe(argmax(logitsOf(random, [seq]).subarray((seq.length - 1) * 257, seq.length * 257)));
+      seq.push(token);
     }
   });
 

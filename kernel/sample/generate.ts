@@ -1,11 +1,13 @@
 /**
  * Autoregressive generation with an optional key-value cache. Each of the numSamples continuations has
- * its own seeded generator, so sample i is the same whatever numSamples is.
+ * its own seeded generator, so sample i is the same whatever numSamples is. With a byte-level
+ * tokenizer every sample is well-formed UTF-8 (see utf8.ts).
  */
 import * as tf from '../backend/tf';
 import { disposeCache, GPT2Model, type KVCache } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { makeRng, sampleToken, type SamplingParams, validateSamplingParams } from './sampler';
+import { Utf8Guard } from './utf8';
 
 export interface SampleOptions extends SamplingParams {
   maxTokens?: number;
@@ -99,6 +101,9 @@ function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][
   const useCache = opts.useCache ?? true;
   let cache: KVCache | undefined = useCache ? GPT2Model.emptyCache() : undefined;
   const seqs = prompts.map((p) => [...p]);
+  // A prompt given as ids that are not UTF-8 text (a benchmark's) leaves its row unguarded.
+  const guard = Utf8Guard.of(tokenizer, vocab);
+  const utf8 = prompts.map((p) => guard?.stateAfter(p) ?? 0);
   let feed = seqs.map((s) => s.slice()); // tokens to run next: the whole prompt first
 
   try {
@@ -127,7 +132,9 @@ function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][
           continue;
         }
         const row = rows.subarray(i * vocab, (i + 1) * vocab);
-        const token = sampleToken(row, opts.paramsAt ? opts.paramsAt(step, maxTokens, row) : opts, rngs[i]);
+        const allowed = guard ? guard.mask(row, utf8[i]) : row;
+        const token = sampleToken(allowed, opts.paramsAt ? opts.paramsAt(step, maxTokens, row) : opts, rngs[i]);
+        if (guard) utf8[i] = guard.advance(utf8[i], token);
         seqs[i].push(token);
         const s = samples[i];
         if (eos !== undefined && token === eos) {

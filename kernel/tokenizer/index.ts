@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
+import { bytesToUnicode } from './bytelevel';
 
 export { byteLevelTokenizerJSON, bytesToUnicode, GPT2_PATTERN } from './bytelevel';
 export { trainByteLevelBPE } from './train';
@@ -100,6 +101,24 @@ export class Tokenizer {
       }
     }
     return this.hf.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  /**
+   * The bytes each id decodes to (index = id), for a byte-level vocabulary (ByteLevel decoder);
+   * undefined for other tokenizers, whose tokens are not byte strings. Added tokens decode to their
+   * text; an id that names no token has no entry.
+   */
+  tokenBytes(): Array<Uint8Array | undefined> | undefined {
+    if ((this.json.decoder as { type?: string } | null | undefined)?.type !== 'ByteLevel') return undefined;
+    const byteOf = new Map([...bytesToUnicode()].map(([b, ch]) => [ch, b]));
+    const out = new Array<Uint8Array | undefined>(this.size);
+    const vocab = this.json.model.vocab ?? {};
+    for (const [token, id] of Array.isArray(vocab) ? vocab : Object.entries(vocab)) {
+      const bytes = [...token].map((ch) => byteOf.get(ch));
+      if (bytes.every((b) => b !== undefined)) out[id] = Uint8Array.from(bytes as number[]);
+    }
+    for (const t of this.json.added_tokens ?? []) out[t.id] = new TextEncoder().encode(t.content);
+    return out;
   }
 
   /** Number of ids (highest id + 1), special tokens included. */
