@@ -52,6 +52,9 @@ export interface CaseFigures {
   lora_threads?: { one: number; all: number };
   sample_tokens_per_s_cache: number;
   sample_tokens_per_s_nocache: number;
+  /** Greedy sampling from ASCII text with the UTF-8 guard, and the same without it. */
+  sample_tokens_per_s_text_utf8_guard: number;
+  sample_tokens_per_s_text_no_guard: number;
   lora_mfu: number;
   full_mfu: number;
 }
@@ -121,11 +124,13 @@ function timeTraining(model: GPT2Model, tok: Tokenizer, c: BenchCase, method: 'l
 /**
  * Greedy sampling of 48 tokens after a 16-token prompt with a LoRA adapter attached and unmerged, as the
  * PyTorch peer samples its LoRA model. The prompt is given as token ids: decoded to text, ids of lone
- * bytes above 127 would come back as other tokens and lengthen it.
+ * bytes above 127 would come back as other tokens and lengthen it. Those ids are not UTF-8, so nothing
+ * restricts the tokens, as in the peer. With `wellFormed` set, the prompt is ASCII text instead, and the
+ * UTF-8 guard is on or off: the guard's cost, measured against itself.
  */
-function timeSampling(model: GPT2Model, tok: Tokenizer, useCache: boolean, seconds: number): number {
-  const prompt = Array.from({ length: 16 }, (_, i) => (i * 7 + 65) % (model.config.vocab_size - 1));
-  const sample = () => generateFromTokens(model, tok, prompt, { temperature: 0, maxTokens: 48, useCache });
+function timeSampling(model: GPT2Model, tok: Tokenizer, useCache: boolean, seconds: number, wellFormed?: boolean): number {
+  const prompt = Array.from({ length: 16 }, (_, i) => (i * 7 + 65) % (wellFormed === undefined ? model.config.vocab_size - 1 : 128));
+  const sample = () => generateFromTokens(model, tok, prompt, { temperature: 0, maxTokens: 48, useCache, wellFormed });
   sample(); // warm-up, untimed
   const rates: number[] = [];
   const start = performance.now();
@@ -136,7 +141,6 @@ function timeSampling(model: GPT2Model, tok: Tokenizer, useCache: boolean, secon
   }
   return median(rates);
 }
-
 
 /** Runs `f` with OpenBLAS on one thread, then restores `threads`: the thread-scaling peer. */
 function timeOnOneThread(f: () => number, threads: number): number {
@@ -172,6 +176,8 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
       full_train_tokens_per_s: full,
       sample_tokens_per_s_cache: timeSampling(model, tok, true, seconds / 2),
       sample_tokens_per_s_nocache: timeSampling(model, tok, false, seconds / 2),
+      sample_tokens_per_s_text_utf8_guard: timeSampling(model, tok, true, seconds / 2, true),
+      sample_tokens_per_s_text_no_guard: timeSampling(model, tok, true, seconds / 2, false),
       lora_mfu: (lora * flopsPerToken(c.config, c.context, 'lora')) / (matmul * 1e9),
       full_mfu: (full * flopsPerToken(c.config, c.context, 'full')) / (matmul * 1e9),
     };
@@ -289,6 +295,7 @@ export async function runTrainBench(opts: BenchOptions = {}) {
       r.sample_cache_vs_torch = m.sample_tokens_per_s_cache / t.sample_tokens_per_s_cache;
     }
     r.sample_cache_speedup = m.sample_tokens_per_s_cache / m.sample_tokens_per_s_nocache;
+    r.sample_utf8_guard_vs_none = m.sample_tokens_per_s_text_utf8_guard / m.sample_tokens_per_s_text_no_guard;
     if (m.lora_threads) r.lora_train_threads_vs_1 = m.lora_threads.all / m.lora_threads.one;
     ratios[name] = r;
   }

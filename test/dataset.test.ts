@@ -299,6 +299,36 @@ describe('datasets/nyc-qa: derived from facts.jsonl by build.js', () => {
   });
 });
 
+describe('datasets/nyc-qa: the nearest-question baseline (baseline.js)', () => {
+  interface BaselineModule {
+    tfidf(corpus: string[], texts: string[]): Array<Map<string, number>>;
+    nearestQuestion(train: string[], questions: string[]): number[];
+    scoreSplit(train: Row[], rows: Row[]): { tokenF1: number; exactMatch: number; rightFact: number };
+  }
+  const baseline = require(path.join(DIR, 'baseline.js')) as BaselineModule;
+
+  test('a rare shared word outweighs common ones; weights as scikit-learn computes them, by hand', () => {
+    const train = ['Who built the bridge?', 'Who built the tunnel?', 'When was the tunnel opened?', 'Who designed the park?'];
+    // "tunnel" is in 2 of 4 questions, "built" in 2, "who" in 3: with "tunnel" and "who", question 1 wins.
+    expect(baseline.nearestQuestion(train, ['Who dug the tunnel?', 'bridge', 'When did it open?'])).toEqual([1, 0, 2]);
+    // The weights, from the formula by hand: idf(w) = ln((1 + 4) / (1 + df)) + 1, raw counts, unit length.
+    const idf = (df: number) => Math.log(5 / (1 + df)) + 1;
+    const raw: Array<[string, number]> = [['who', 2 * idf(3)], ['designed', idf(1)], ['park', idf(1)]]; // "who" twice
+    const norm = Math.hypot(...raw.map(([, x]) => x));
+    const [v] = baseline.tfidf(train, ['Who designed the park, who?']);
+    expect([...v.keys()].sort()).toEqual(raw.map(([w]) => w).sort()); // "the" is dropped as the metrics drop articles
+    for (const [w, x] of raw) expect(v.get(w)).toBeCloseTo(x / norm, 12);
+    expect(baseline.nearestQuestion(train, ['who designed'])).toEqual([3]);
+  });
+
+  test('every training question finds itself, so on train it answers every fact right', () => {
+    const s = baseline.scoreSplit(data.train, data.train);
+    expect(s).toEqual({ tokenF1: 1, exactMatch: 1, rightFact: 1 });
+    // On facts never trained on it can only answer from another fact.
+    expect(baseline.scoreSplit(data.train, data.held_out_facts).rightFact).toBe(0);
+  });
+});
+
 // ---------------------------------------------------------------- the checks catch planted faults
 
 describe('dataset checks detect faults', () => {

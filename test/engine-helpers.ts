@@ -186,3 +186,16 @@ export function qaBatch(tok: Tokenizer, examples: QAExample[], context = 32): Ba
   const longest = Math.max(...tokenized.map((e) => e.ids.length));
   return collate(tokenized, Math.min(context, longest - 1));
 }
+
+/**
+ * Whether `bytes` begin well-formed UTF-8, an unfinished last character allowed: the WHATWG decoder,
+ * fatal and streaming, as an independent reference for the sampler's UTF-8 guard.
+ */
+export function utf8Prefix(bytes: number[]): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes), { stream: true });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -34,6 +34,7 @@ import {
   qaPairs,
   tinyConfig,
   tmpDir,
+  utf8Prefix,
 } from './engine-helpers';
 
 beforeAll(async () => {
@@ -967,15 +968,6 @@ describe('generate', () => {
     expect(tok.encode(tok.decode(bytes))).not.toEqual(bytes);
   });
 
-  /** Whether `bytes` begin well-formed UTF-8 (an unfinished last character allowed): the WHATWG decoder, streaming, fatal. */
-  const utf8Prefix = (bytes: number[]) => {
-    try {
-      new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes), { stream: true });
-      return true;
-    } catch {
-      return false;
-    }
-  };
   const bytesOf = (ids: number[]) => ids.flatMap((id) => (id < 256 ? [id] : [...Buffer.from(tok.decode([id]))]));
 
   it('temperature 0 is greedy: each token is the argmax of the logits among the tokens that keep the text UTF-8', () => {
@@ -1001,7 +993,7 @@ describe('generate', () => {
     expect(excluded).toBeGreaterThan(0); // the random model's choices were really restricted
   });
 
-  it('samples are well-formed UTF-8 even from a random model over single bytes; a prompt that is not UTF-8 is not restricted', () => {
+  it('samples are well-formed UTF-8 even from a random model over single bytes; a prompt that is not UTF-8, or wellFormed: false, is not restricted', () => {
     const { samples } = generate(random, tok, prompt, { temperature: 2, seed: 3, maxTokens: 48, numSamples: 6 });
     expect(samples.map((s) => s.finishReason)).toContain('eos');
     const high = samples.flatMap((s) => s.tokens).filter((t) => t >= 128 && t < 256).length;
@@ -1010,13 +1002,15 @@ describe('generate', () => {
       expect(utf8Prefix(bytesOf(s.tokens))).toBe(true);
       if (s.finishReason === 'eos') expect(() => new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytesOf(s.tokens)))).not.toThrow(); // no character left unfinished
     }
-    // After a lone continuation byte nothing can make the text valid, so the choice is the plain argmax.
-    const lone = [...tok.encode(prompt), 0x80];
-    const g = generateFromTokens(random, tok, lone, { temperature: 0, maxTokens: 4 }).samples[0];
-    const seq = [...lone];
-    for (const token of g.tokens) {
-      expect(token).toBe(argmax(logitsOf(random, [seq]).subarray((seq.length - 1) * 257, seq.length * 257)));
-      seq.push(token);
+    // After a lone continuation byte nothing can make the text valid, and wellFormed: false turns the
+    // guard off: either way the choice is the plain argmax.
+    for (const [ids, wellFormed] of [[[...tok.encode(prompt), 0x80], undefined], [[...tok.encode(prompt), 0xe2], false]] as const) {
+      const g = generateFromTokens(random, tok, [...ids], { temperature: 0, maxTokens: 4, wellFormed }).samples[0];
+      const seq = [...ids];
+      for (const token of g.tokens) {
+        expect(token).toBe(argmax(logitsOf(random, [seq]).subarray((seq.length - 1) * 257, seq.length * 257)));
+        seq.push(token);
+      }
     }
   });
 

@@ -17,6 +17,8 @@ export interface SampleOptions extends SamplingParams {
   seed?: number;
   /** Use the key-value cache (default true); false recomputes the whole sequence each step. */
   useCache?: boolean;
+  /** Keep the text well-formed UTF-8 with a byte-level tokenizer (default true); false lets any token follow. */
+  wellFormed?: boolean;
   /** Sampling parameters per generated token (e.g. from ChromaTune's decoding nodes); overrides the fixed ones. */
   paramsAt?: (step: number, maxTokens: number, logits: Float32Array) => SamplingParams;
 }
@@ -102,7 +104,7 @@ function generateRows(model: GPT2Model, tokenizer: Tokenizer, prompts: number[][
   let cache: KVCache | undefined = useCache ? GPT2Model.emptyCache() : undefined;
   const seqs = prompts.map((p) => [...p]);
   // A prompt given as ids that are not UTF-8 text (a benchmark's) leaves its row unguarded.
-  const guard = Utf8Guard.of(tokenizer, vocab);
+  const guard = opts.wellFormed === false ? undefined : Utf8Guard.of(tokenizer, vocab);
   const utf8 = prompts.map((p) => guard?.stateAfter(p) ?? 0);
   let feed = seqs.map((s) => s.slice()); // tokens to run next: the whole prompt first
 
