@@ -31,8 +31,10 @@ function tfidf(corpus, texts) {
 
 /** Index into `train` of the training question most similar to each of `questions` (the first on ties). */
 function nearestQuestion(train, questions) {
-  const trainVecs = tfidf(train, train);
-  return tfidf(train, questions).map((q) => {
+  // One call, so the document frequencies are counted once for both sides.
+  const vecs = tfidf(train, [...train, ...questions]);
+  const trainVecs = vecs.slice(0, train.length);
+  return vecs.slice(train.length).map((q) => {
     let best = 0;
     let bestScore = -1;
     trainVecs.forEach((t, i) => {

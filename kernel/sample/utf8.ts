@@ -48,7 +48,7 @@ export function utf8Step(state: number, byte: number): number {
   }
   const need = STATES[state];
   if (byte < need.lo || byte > need.hi) return REJECT;
-  return need.owed === 1 ? 0 : need.owed === 2 ? 1 : 2;
+  return need.owed - 1; // states 0, 1 and 2 owe 0, 1 and 2 bytes of any continuation range
 }
 
 export class Utf8Guard {
