@@ -116,6 +116,13 @@ describe('loadExamples: errors name file:line', () => {
     const f = fixture('bad1.jsonl', '{"question":"a","answer":"b"}\n{"question":"c","answer":"d"}\n{"question": "e", answer}\n');
     expect(err(f)).toMatch(new RegExp(`^${f.replace(/[.\\]/g, '\\$&')}:3: invalid JSON`));
   });
+  test('a missing file or a folder is named with the reason', () => {
+    const missing = path.join(dir, 'absent.jsonl');
+    expect(err(missing)).toBe(`${missing}: cannot read the dataset: no such file`);
+    const folder = path.join(dir, 'folder.csv');
+    fs.mkdirSync(folder, { recursive: true });
+    expect(err(folder)).toBe(`${folder}: cannot read the dataset: a folder, not a file`);
+  });
   test('JSONL line that is not an object', () => expect(err(fixture('bad2.jsonl', '{"question":"a","answer":"b"}\n[1]\n'))).toMatch(/bad2\.jsonl:2: expected a JSON object, got array/));
   test('missing answer', () => expect(err(fixture('bad3.jsonl', '{"question":"a","answer":"b"}\n{"question":"c"}\n'))).toMatch(/bad3\.jsonl:2: missing answer field "answer"/));
   test('empty question', () => expect(err(fixture('bad4.jsonl', '{"question":"a","answer":"b"}\n{"question":"  ","answer":"d"}\n'))).toMatch(/bad4\.jsonl:2: empty question/));

@@ -85,7 +85,14 @@ export function loadFile(file: string, opts: LoadOptions = {}): LoadedFile {
   if (!format) {
     throw new DatasetError(`${file}: unknown dataset extension "${ext}" (valid: ${Object.keys(EXTENSIONS).join(', ')}), or pass opts.format`);
   }
-  const text = fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, ''); // a BOM would break JSON and the first CSV header
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, ''); // a BOM would break JSON and the first CSV header
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'a folder, not a file' : err.message;
+    throw new DatasetError(`${file}: cannot read the dataset: ${why}`);
+  }
   const { records, keys } =
     format === 'jsonl' ? readJsonl(file, text)
     : format === 'json' ? readJsonArray(file, text)
