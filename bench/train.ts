@@ -18,6 +18,7 @@ import { type GPT2Config, makeConfig } from '../kernel/model/config';
 import { GPT2Model } from '../kernel/model/gpt2';
 import { PRESETS } from '../kernel/model/presets';
 import { makeLoraConfig } from '../kernel/lora/config';
+import { tokenPieces, vocabularyOf, WordVectors } from '../kernel/lora/words';
 import { generateFromTokens } from '../kernel/sample/generate';
 import { TrainingClient } from '../kernel/train/client';
 import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
@@ -191,8 +192,8 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
  * job's settings) trains one epoch of nyc-qa's training questions, batch 16. Four variants, each over
  * every example once, in the same run: every position through the vocabulary projection in shuffled
  * batches (the plain path), only the weighted (answer) positions, those in batches grouped by length,
- * and that with the weights' moving average updated after every step (what the main job does). Figures
- * are examples per second, after an untimed warm-up batch.
+ * that with the weights' moving average updated after every step, and that with word vectors beside the
+ * adapter (what the main job does). Figures are examples per second, after an untimed warm-up batch.
  */
 function timeMainJobEpoch(): Record<string, number> | undefined {
   const dir = projectPath('models', 'chromatune-base');
@@ -201,7 +202,7 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
   const { model, tokenizer } = loadModel(dir);
   const d = MAIN_JOB_DEFAULTS;
   model.addAdapter('bench', makeLoraConfig({ r: d.rank, alpha: d.alpha, dropout: d.dropout }, model.config), 0);
-  const client = new TrainingClient(model, tokenizer, 'lora');
+  let client = new TrainingClient(model, tokenizer, 'lora');
   const context = model.config.n_positions;
   const train = tokenizeAll(tokenizer, loadExamples(data), context);
   const plain = epochBatches(train.length, d.batchSize, 0, 0);
@@ -225,9 +226,21 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
   const weighted = epoch(plain, 'weighted');
   const groupedRun = epoch(grouped, 'weighted');
   // The main job also folds the weights into their moving average after every step.
-  const average = new WeightAverage(model.trainableVariables('lora'), d.ema);
-  const averaged = epoch(grouped, 'weighted', average);
-  average.dispose();
+  const averageOf = (run: (a: WeightAverage) => ReturnType<typeof epoch>) => {
+    const average = new WeightAverage(model.trainableVariables('lora'), d.ema);
+    const r = run(average);
+    average.dispose();
+    return r;
+  };
+  const averaged = averageOf((a) => epoch(grouped, 'weighted', a));
+  // The main job's adapter adds a vector per word of the training questions.
+  client.dispose();
+  model.removeAdapter('bench');
+  const pieces = tokenPieces(tokenizer);
+  const words = new WordVectors(pieces, vocabularyOf(pieces, train.map((e) => e.ids)), d.wordVectors, model.config.n_embd);
+  model.addAdapter('bench', makeLoraConfig({ r: d.rank, alpha: d.alpha, dropout: d.dropout, wordVectors: d.wordVectors }, model.config), 0, words);
+  client = new TrainingClient(model, tokenizer, 'lora');
+  const withWords = averageOf((a) => epoch(grouped, 'weighted', a));
   client.dispose();
   model.dispose();
   return {
@@ -236,6 +249,8 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
     examples_per_s_weighted: weighted.rate,
     examples_per_s_weighted_grouped: groupedRun.rate,
     examples_per_s_weighted_grouped_averaged: averaged.rate,
+    examples_per_s_weighted_grouped_averaged_word_vectors: withWords.rate,
+    words: words.words.length,
     padded_tokens_shuffled: weighted.padded,
     padded_tokens_grouped: groupedRun.padded,
   };

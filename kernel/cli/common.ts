@@ -43,7 +43,7 @@ export async function openModel(o: ModelOpts, json = false) {
   for (const n of backendNotes(info)) process.stderr.write(`note: ${n}\n`);
   if (!fs.existsSync(o.model)) throw new Error(`model folder ${o.model} not found (pass --model DIR)`);
   const { model, tokenizer } = loadModel(o.model);
-  if (o.adapter) loadAdapter(model, o.adapter);
+  if (o.adapter) loadAdapter(model, o.adapter, undefined, tokenizer);
   return { model, tokenizer, info };
 }
 

@@ -36,6 +36,7 @@ function trainingOptions(cmd: Command, d: Partial<typeof MAIN_JOB_DEFAULTS> = {}
     .option('--rank <r>', 'LoRA rank', num('--rank'), d.rank ?? 8)
     .option('--alpha <a>', 'LoRA alpha, the update scaled by alpha/r (default: 2 × rank)', num('--alpha'), d.alpha)
     .option('--dropout <p>', 'LoRA dropout', num('--dropout'), d.dropout ?? 0)
+    .option('--word-vectors <scale>', 'train a vector per word of the training questions beside LoRA, added to the input embedding of the word\'s tokens times this scale (0: off)', num('--word-vectors'), d.wordVectors ?? 0)
     .option('--word-dropout <p>', 'question augmentation: drop each question word with this probability, in examples drawn afresh each epoch with --augment-probability (0: off)', num('--word-dropout'), d.wordDropout ?? 0)
     .option('--rare-word-dropout <p>', 'with --word-dropout: drop a word found in only one training question with this probability instead; commoner words go up to --word-dropout on a log scale (default: all words alike)', num('--rare-word-dropout'), d.rareWordDropout)
     .option('--augment-probability <f>', 'probability that an example\'s question is augmented in an epoch (default 0.75)', num('--augment-probability'), d.augmentProbability)
@@ -59,8 +60,8 @@ function trainingOptions(cmd: Command, d: Partial<typeof MAIN_JOB_DEFAULTS> = {}
 async function runJobCommand(o: Record<string, any>, cmd: Command, title: string, train: QAExample[], validation: QAExample[], evalSplits: Record<string, QAExample[]>) {
   if (o.adapter) {
     if (o.method === 'full') throw new Error('--adapter continues training a LoRA adapter; it cannot be combined with --method full');
-    const given = ['rank', 'alpha', 'dropout', 'targets'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
-    if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => `--${k}`).join(', ')}`);
+    const given = ['rank', 'alpha', 'dropout', 'targets', 'wordVectors'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+    if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`).join(', ')}`);
   }
   if (o.patience !== undefined && o.ema > 0) {
     throw new Error(`--patience and --ema cannot be combined: early stopping ends on the weights of the best validation loss, --ema on an average; ${cmd.getOptionValueSource('ema') === 'cli' ? 'leave out one of them' : 'add --ema 0 to stop early'}`);
@@ -87,7 +88,7 @@ async function runJobCommand(o: Record<string, any>, cmd: Command, title: string
       training: {
         method: o.method,
         adapterName,
-        lora: adapterName ? undefined : { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets },
+        lora: adapterName ? undefined : { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets, wordVectors: o.wordVectors },
         epochs: o.epochs, batchSize: o.batchSize, maxSteps: o.maxSteps, learningRate: o.lr, schedule: o.schedule,
         warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: { wordDropout: o.wordDropout, rareWordDropout: o.rareWordDropout, probability: o.augmentProbability }, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
         groupByLength: o.groupByLength,
@@ -252,7 +253,7 @@ export function buildProgram(): Command {
     .option('--cases <list>', 'a: 2-layer d=128 byte-vocabulary model; b: the embedded base model architecture', list, ['a', 'b'])
     .option('--backends <list>', 'main backend then its peer', list, ['wasm', 'cpu'])
     .option('--no-torch', 'skip the PyTorch peer')
-    .option('--no-main-job', 'skip one epoch of the main job\'s training step on nyc-qa (its four variants)')
+    .option('--no-main-job', 'skip one epoch of the main job\'s training step on nyc-qa (its five variants)')
     .option('--json', 'print JSON (the only output format)')
     .action(async (o) => {
       for (const c of o.cases) if (c !== 'a' && c !== 'b') throw new Error(`--cases: unknown case "${c}"; valid: a, b`);

@@ -7,6 +7,10 @@ import * as tf from '../backend/tf';
 import type { GPT2Config } from '../model/config';
 import { variableFrom } from '../model/tensor';
 import { type LoraConfig, moduleShape, rankFor, scaleFor } from './config';
+import type { WordVectors } from './words';
+
+/** The word vectors' name among the trainable variables (an embedding-group parameter, lora/groups). */
+export const WORD_VECTORS = 'transformer.wte.word_vectors';
 
 export interface LoraLayer {
   /** Module path without ".weight", e.g. "transformer.h.0.attn.c_attn". */
@@ -27,7 +31,12 @@ export class LoraAdapter {
     readonly config: LoraConfig,
     model: GPT2Config,
     seed: number,
+    /** Required when config.wordVectors is set; the adapter owns it from here on. */
+    readonly words?: WordVectors,
   ) {
+    if (Boolean(config.wordVectors) !== Boolean(words)) {
+      throw new Error(config.wordVectors ? 'lora.wordVectors is set: the adapter needs its word list (from the training questions)' : 'word vectors given to an adapter whose config has no wordVectors');
+    }
     let k = 0;
     for (let i = 0; i < model.n_layer; i++) {
       for (const t of config.targetModules) {
@@ -44,7 +53,7 @@ export class LoraAdapter {
   }
 
   variables(): tf.Variable[] {
-    return [...this.layers.values()].flatMap((l) => [l.A, l.B]);
+    return this.namedVariables().map(([, v]) => v);
   }
 
   /** Variable name -> PEFT-style parameter name, for grouping and checkpoints. */
@@ -52,7 +61,7 @@ export class LoraAdapter {
     return [...this.layers.values()].flatMap((l): Array<[string, tf.Variable]> => [
       [`${l.path}.lora_A`, l.A],
       [`${l.path}.lora_B`, l.B],
-    ]);
+    ]).concat(this.words ? [[WORD_VECTORS, this.words.table]] : []);
   }
 
   trainableParameterCount(): number {

@@ -31,6 +31,11 @@ export interface LoraConfig {
   alphaPattern?: Record<string, number>;
   /** Per-module dropout overrides (training only, so not part of PEFT's saved config). */
   dropoutPattern?: Record<string, number>;
+  /**
+   * Scale of the adapter's word vectors (lora/words), trained beside the factors; absent means none.
+   * Saved apart from PEFT's config, in word_vectors.safetensors.
+   */
+  wordVectors?: number;
 }
 
 export interface LoraConfigInput {
@@ -43,6 +48,8 @@ export interface LoraConfigInput {
   rankPattern?: Record<string, number>;
   alphaPattern?: Record<string, number>;
   dropoutPattern?: Record<string, number>;
+  /** Word vectors' scale; 0 or absent: none. */
+  wordVectors?: number;
 }
 
 export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0, targetModules: [...ALL_TARGETS] };
@@ -127,7 +134,9 @@ export function makeLoraConfig(input: LoraConfigInput, model: GPT2Config): LoraC
     alphaPattern: input.alphaPattern,
     dropoutPattern: input.dropoutPattern,
     ...(input.useRslora ? { useRslora: true } : {}),
+    ...(input.wordVectors ? { wordVectors: input.wordVectors } : {}),
   };
+  if (input.wordVectors !== undefined) checkNumber('lora.wordVectors', input.wordVectors, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0 (0: no word vectors)');
   checkNumber('lora.dropout', c.dropout, (x) => x >= 0 && x < 1, 'in [0, 1)');
   for (const t of c.targetModules) {
     const [i, o] = moduleShape(model, t);

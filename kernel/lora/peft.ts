@@ -1,7 +1,9 @@
 /**
  * Adapter folders in PEFT's format: adapter_config.json plus adapter_model.safetensors with keys
  * base_model.model.<module>.lora_A.weight [r, in] and .lora_B.weight [out, r] (PyTorch Linear layout,
- * while we compute with A [in, r] and B [r, out]). The folder is replaced atomically.
+ * while we compute with A [in, r] and B [r, out]). The folder is replaced atomically. An adapter with
+ * word vectors (lora/words) adds word_vectors.safetensors, which PEFT does not read: one tensor
+ * "word_vectors" [words, n_embd], with the word list (JSON) and the scale in its metadata.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -9,11 +11,15 @@ import * as tf from '../backend/tf';
 import { LoraAdapter } from './adapter';
 import { type LoraConfig, makeLoraConfig } from './config';
 import type { GPT2Model } from '../model/gpt2';
-import type { NamedArrays } from '../model/tensor';
+import { arraysOf, type NamedArrays } from '../model/tensor';
+import { tokenPieces, WordVectors } from './words';
+import type { Tokenizer } from '../tokenizer';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
 
 const PREFIX = 'base_model.model.';
+export const WORD_VECTORS_FILE = 'word_vectors.safetensors';
+const WORD_TENSOR = 'word_vectors';
 
 export interface PeftAdapterConfig {
   peft_type: 'LORA';
@@ -77,6 +83,29 @@ export function saveAdapter(adapter: LoraAdapter, dir: string, baseModel: string
 export function writeAdapterFiles(adapter: LoraAdapter, dir: string, baseModel: string): void {
   writeSafetensors(path.join(dir, 'adapter_model.safetensors'), peftTensors(adapter), { format: 'pt' });
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(peftConfig(adapter.config, baseModel), null, 2) + '\n');
+  const w = adapter.words;
+  if (w) writeSafetensors(path.join(dir, WORD_VECTORS_FILE), arraysOf([[WORD_TENSOR, w.table]]), { scale: String(w.scale), words: JSON.stringify(w.words) });
+}
+
+/** A word_vectors.safetensors file, checked: its words, scale and vectors [words, width]. */
+function readWordFile(file: string, width: number): { words: string[]; scale: number; data: Float32Array } {
+  const { tensors, metadata } = readSafetensors(file);
+  let words: unknown;
+  try {
+    words = JSON.parse(metadata.words ?? 'null');
+  } catch {
+    words = null;
+  }
+  if (!Array.isArray(words) || words.length === 0 || !words.every((w) => typeof w === 'string')) {
+    throw new Error(`${file}: metadata "words" must be a JSON list of the words, one per row of "${WORD_TENSOR}"`);
+  }
+  const scale = Number(metadata.scale);
+  if (!Number.isFinite(scale) || scale <= 0) throw new Error(`${file}: metadata "scale" must be a number > 0, got ${JSON.stringify(metadata.scale)}`);
+  const t = tensors.get(WORD_TENSOR);
+  const expected = [words.length, width];
+  if (!t) throw new Error(`${file}: missing tensor "${WORD_TENSOR}" (expected shape [${expected.join(', ')}])`);
+  if (t.shape.join() !== expected.join()) throw new Error(`${file}: tensor "${WORD_TENSOR}" has shape [${t.shape.join(', ')}], expected [${expected.join(', ')}]`);
+  return { words, scale, data: t.data as Float32Array };
 }
 
 /** makeLoraConfig's field names as adapter_config.json spells them, for errors about the file. */
@@ -139,8 +168,12 @@ export function readAdapterConfig(dir: string, model: GPT2Model): LoraConfig {
   }
 }
 
-/** Fills `adapter`'s A and B from a PEFT adapter_model.safetensors, checking every name and shape. */
-export function assignAdapterWeights(adapter: LoraAdapter, file: string): void {
+/**
+ * Fills `adapter`'s A and B from the folder's adapter_model.safetensors, checking every name and shape,
+ * and its word vectors, if it has them, from word_vectors.safetensors, which must hold the same words.
+ */
+export function assignAdapterWeights(adapter: LoraAdapter, dir: string): void {
+  const file = path.join(dir, 'adapter_model.safetensors');
   if (!fs.existsSync(file)) throw new Error(`${file}: not found`);
   const { tensors } = readSafetensors(file);
   for (const l of adapter.layers.values()) {
@@ -155,14 +188,35 @@ export function assignAdapterWeights(adapter: LoraAdapter, file: string): void {
       tf.tidy(() => v.assign(tf.transpose(tf.tensor2d(t.data as Float32Array, t.shape as [number, number]))));
     }
   }
+  const w = adapter.words;
+  if (!w) return;
+  const wordFile = path.join(dir, WORD_VECTORS_FILE);
+  if (!fs.existsSync(wordFile)) throw new Error(`${wordFile}: not found (the adapter has word vectors)`);
+  const saved = readWordFile(wordFile, w.table.shape[1]);
+  const differ = saved.words.findIndex((x, i) => x !== w.words[i]);
+  if (saved.words.length !== w.words.length || differ >= 0) {
+    throw new Error(`${wordFile}: its ${saved.words.length} words are not the adapter's ${w.words.length} (first difference at row ${differ >= 0 ? differ : Math.min(saved.words.length, w.words.length)}); the training questions changed`);
+  }
+  tf.tidy(() => w.table.assign(tf.tensor2d(saved.data, w.table.shape)));
 }
 
-/** Loads a PEFT adapter onto `model` under `name` and makes it active. */
-export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(path.resolve(dir))): LoraAdapter {
-  const config = readAdapterConfig(dir, model);
-  const adapter = new LoraAdapter(name, config, model.config, 0);
+/**
+ * Loads a PEFT adapter onto `model` under `name` and makes it active. An adapter with word vectors needs
+ * the base model's tokenizer, which tells where words start.
+ */
+export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(path.resolve(dir)), tokenizer?: Tokenizer): LoraAdapter {
+  let config = readAdapterConfig(dir, model);
+  let words: WordVectors | undefined;
+  const wordFile = path.join(dir, WORD_VECTORS_FILE);
+  if (fs.existsSync(wordFile)) {
+    if (!tokenizer) throw new Error(`${wordFile}: the adapter has word vectors; loading it needs the base model's tokenizer (loadAdapter's 4th argument)`);
+    const saved = readWordFile(wordFile, model.config.n_embd);
+    words = new WordVectors(tokenPieces(tokenizer), saved.words, saved.scale, model.config.n_embd);
+    config = { ...config, wordVectors: saved.scale };
+  }
+  const adapter = new LoraAdapter(name, config, model.config, 0, words);
   try {
-    assignAdapterWeights(adapter, path.join(dir, 'adapter_model.safetensors'));
+    assignAdapterWeights(adapter, dir);
   } catch (e) {
     adapter.dispose();
     throw e;

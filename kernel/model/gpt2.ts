@@ -8,6 +8,7 @@ import * as tf from '../backend/tf';
 import { type GPT2Config, expectedTensors } from './config';
 import { LoraAdapter } from '../lora/adapter';
 import { dropoutFor, type LoraConfig } from '../lora/config';
+import type { WordVectors } from '../lora/words';
 import { gelu, layerNorm, linear, type LoraTerm } from './ops';
 import type { NamedArrays } from './tensor';
 
@@ -84,10 +85,10 @@ export class GPT2Model {
 
   // ---- adapters ----------------------------------------------------------------------------------
 
-  /** Attaches a fresh adapter (B = 0) and makes it active. */
-  addAdapter(name: string, config: LoraConfig, seed = 0): LoraAdapter {
+  /** Attaches a fresh adapter (B = 0, word vectors 0) and makes it active. */
+  addAdapter(name: string, config: LoraConfig, seed = 0, words?: WordVectors): LoraAdapter {
     if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists; remove it first`);
-    const adapter = new LoraAdapter(name, config, this.config, seed);
+    const adapter = new LoraAdapter(name, config, this.config, seed, words);
     this.adapters.set(name, adapter);
     this.active = name;
     return adapter;
@@ -249,6 +250,10 @@ export class GPT2Model {
     const tok = tf.gather(this.param('transformer.wte.weight'), tf.reshape(ids, [b * t]));
     const pos = tf.slice(this.param('transformer.wpe.weight'), [offset, 0], [t, d]);
     let x = tf.reshape(tf.add(tf.reshape(tok, [b, t, d]), pos), [b * t, d]) as tf.Tensor2D;
+    // Word vectors stand on the question's tokens, which a forward pass from position 0 holds; later
+    // decoding steps hold answer tokens only. Not folded by merging: they are no weight's update.
+    const words = this.activeAdapter?.words;
+    if (words && offset === 0) x = tf.add(x, words.embed(ids));
     const caches: LayerCache[] = [];
     for (let i = 0; i < cfg.n_layer; i++) {
       const p = `transformer.h.${i}`;

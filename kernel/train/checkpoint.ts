@@ -108,7 +108,7 @@ export function loadCheckpoint(dir: string, client: TrainingClient, fingerprint:
     );
   }
   const adapter = client.model.activeAdapter;
-  if (client.mode === 'lora' && adapter) assignAdapterWeights(adapter, path.join(dir, 'adapter_model.safetensors'));
+  if (client.mode === 'lora' && adapter) assignAdapterWeights(adapter, dir);
   else {
     const file = path.join(dir, 'model.safetensors');
     const { tensors } = readSafetensors(file);

@@ -12,6 +12,7 @@ import { type AugmentConfig, augmentQuestion, resolveAugment, wordFrequencies } 
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
+import { tokenPieces, vocabularyOf, WordVectors } from '../lora/words';
 import { ADAM_DEFAULTS, checkGroupScaleKeys, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
 import { AVERAGE_FILE, type EvalRecord, hasCheckpoint, loadAverageWeights, loadBestWeights, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
@@ -198,10 +199,17 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
   const context = model.config.n_positions;
   const wasActive = model.activeAdapter?.name ?? null;
   let created: string | null = null;
+  const train = tokenizeAll(tokenizer, c.train, context);
   if (s.method === 'lora') {
     const name = c.adapterName ?? 'default';
     if (model.adapters.has(name)) model.setActiveAdapter(name);
-    else created = model.addAdapter(name, makeLoraConfig(c.lora ?? {}, model.config), s.seed).name;
+    else {
+      const lora = makeLoraConfig(c.lora ?? {}, model.config);
+      // A fresh adapter's word vectors are those of the training questions.
+      const pieces = lora.wordVectors ? tokenPieces(tokenizer) : undefined;
+      const words = pieces && new WordVectors(pieces, vocabularyOf(pieces, train.map((e) => e.ids)), lora.wordVectors!, model.config.n_embd);
+      created = model.addAdapter(name, lora, s.seed, words).name;
+    }
   } else model.setActiveAdapter(null);
   try {
     checkGroupScaleKeys(s.groupScales, model.trainableVariables(s.method).map(([name]) => name));
@@ -212,7 +220,6 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     throw e;
   }
   const client = new TrainingClient(model, tokenizer, s.method);
-  const train = tokenizeAll(tokenizer, c.train, context);
   const validation = tokenizeAll(tokenizer, c.validation ?? [], context);
   const stepsPerEpoch = Math.ceil(train.length / s.batchSize);
   const totalSteps = Math.min(s.epochs * stepsPerEpoch, s.maxSteps ?? Infinity);

@@ -15,7 +15,8 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { GPT2Model } from '../model/gpt2';
-import type { NamedArrays } from '../model/tensor';
+import { arraysOf, type NamedArrays } from '../model/tensor';
+import { WORD_VECTORS } from '../lora/adapter';
 import { peftTensors } from '../lora/peft';
 import type { Tokenizer } from '../tokenizer';
 import { generateMany } from '../sample/generate';
@@ -496,7 +497,7 @@ export function rankTrials(study: Study, c: ResolvedDecodeConfig): RankingEntry[
   });
 }
 
-/** Hashes of the base weights and of the active adapter's factors (null without one). */
+/** Hashes of the base weights and of the active adapter's factors and word vectors (null without one). */
 function weightsFingerprint(model: GPT2Model): { model: string; adapter: string | null } {
   const digest = (arrays: NamedArrays) => {
     const h = createHash('sha256');
@@ -504,7 +505,7 @@ function weightsFingerprint(model: GPT2Model): { model: string; adapter: string 
     return `sha256 ${h.digest('hex').slice(0, 16)}`;
   };
   const adapter = model.activeAdapter;
-  return { model: digest(model.weightArrays()), adapter: adapter ? digest(peftTensors(adapter)) : null };
+  return { model: digest(model.weightArrays()), adapter: adapter ? digest(new Map([...peftTensors(adapter), ...arraysOf(adapter.words ? [[WORD_VECTORS, adapter.words.table]] : [])])) : null };
 }
 
 /** A resumed study's folder must hold the same configuration (the trial count may grow). */

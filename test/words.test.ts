@@ -1,0 +1,206 @@
+/**
+ * Word vectors beside a LoRA adapter: which tokens make a word, the identity at start, the same vectors
+ * in training and in decoding, the adapter folder's extra file, and training through them.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '../kernel/backend/tf';
+import { initBackend } from '../kernel/backend';
+import { GPT2Model } from '../kernel/model/gpt2';
+import { ConfigError } from '../kernel/model/config';
+import { makeLoraConfig } from '../kernel/lora/config';
+import { WORD_VECTORS } from '../kernel/lora/adapter';
+import { loadAdapter, saveAdapter, WORD_VECTORS_FILE } from '../kernel/lora/peft';
+import { tokenPieces, vocabularyOf, WordVectors, wordSpans } from '../kernel/lora/words';
+import { loadModel } from '../kernel/model/io';
+import { loadExamples } from '../kernel/data/load';
+import { formatPrompt } from '../kernel/data/example';
+import { readSafetensors, writeSafetensors } from '../kernel/model/safetensors';
+import { finetune } from '../kernel/train/finetune';
+import { Tokenizer } from '../kernel/tokenizer';
+import { projectPath } from '../kernel/paths';
+import { bitIdentical, byteTokenizer, logitsOf, maxAbsDiff, qaPairs, tinyConfig, tmpDir } from './engine-helpers';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+const cfg = tinyConfig();
+const tok = byteTokenizer();
+
+/** The reference reading: runs of letters and digits, in lower case. */
+const wordsOf = (text: string): string[] => (text.match(/[\p{L}\p{N}]+/gu) ?? []).map((w) => w.toLowerCase());
+
+/** Vectors for the words of `questions` (on the byte tokenizer), filled with seeded noise. */
+function noisyWords(questions: string[], scale = 1, width = cfg.n_embd): WordVectors {
+  const pieces = tokenPieces(tok);
+  const w = new WordVectors(pieces, vocabularyOf(pieces, questions.map((q) => tok.encode(formatPrompt(q)))), scale, width);
+  w.table.assign(tf.tidy(() => tf.randomNormal(w.table.shape, 0, 0.5, 'float32', 11)));
+  return w;
+}
+
+describe('which tokens make a word', () => {
+  const QUESTIONS = [
+    "Which architect designed the original Twin Towers' plaza?",
+    'Where is the Café Müller, in Bedford-Stuyvesant or the Bronx?',
+    "What's the B52 bus's route since 1,904 or 2019?",
+    "Who called it the 'Big Apple'?",
+    "Was O'Neill's play first staged in 1916? Don't guess.",
+    'Is Flushing Meadows–Corona Park in Queens?',
+  ];
+
+  it.each([
+    ['a byte tokenizer (one token per byte)', () => tok],
+    ['the embedded model\'s BPE tokenizer', () => Tokenizer.fromFile(projectPath('models', 'chromatune-base'))],
+  ])('%s: the words of a prompt are its question\'s words, and their tokens spell them', (_name, make) => {
+    const t = make();
+    const pieces = tokenPieces(t);
+    for (const q of QUESTIONS) {
+      const ids = t.encode(`${formatPrompt(q)} The answer`);
+      const spans = wordSpans(pieces, ids);
+      // The answer after the newline has no words; "Question" of the template has one.
+      expect(spans.map((s) => s.key)).toEqual(wordsOf(`Question: ${q}`));
+      // A word's tokens spell it, with at most punctuation or a space around it.
+      for (const s of spans) expect(wordsOf(t.decode(ids.slice(s.start, s.end)))).toContain(s.key);
+    }
+  });
+
+  it('on every nyc-qa training question with the embedded tokenizer, and the vocabulary counts them', () => {
+    const t = Tokenizer.fromFile(projectPath('models', 'chromatune-base'));
+    const pieces = tokenPieces(t);
+    const questions = loadExamples(projectPath('datasets', 'nyc-qa', 'train.jsonl')).map((e) => e.question);
+    const sequences = questions.map((q) => t.encode(formatPrompt(q)));
+    for (const [i, q] of questions.entries()) expect(wordSpans(pieces, sequences[i]).map((s) => s.key)).toEqual(wordsOf(`Question: ${q}`));
+    const counts = new Map<string, number>();
+    for (const q of questions) for (const w of wordsOf(`Question: ${q}`)) counts.set(w, (counts.get(w) ?? 0) + 1);
+    const vocab = vocabularyOf(pieces, sequences);
+    expect(new Set(vocab)).toEqual(new Set(counts.keys()));
+    expect(vocab[0]).toBe('question'); // once per prompt, the commonest
+    for (let i = 1; i < vocab.length; i++) expect(counts.get(vocab[i - 1])!).toBeGreaterThanOrEqual(counts.get(vocab[i])!);
+  });
+});
+
+describe('word vectors on a model', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = tmpDir('words');
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const prompt = (q: string) => tok.encode(formatPrompt(q));
+
+  it('start at zero: a fresh adapter with word vectors leaves the logits bit-identical', () => {
+    const model = GPT2Model.random(cfg, 3);
+    const ids = [prompt('Where is 12?').slice(0, 14)];
+    const base = logitsOf(model, ids);
+    const pieces = tokenPieces(tok);
+    const words = new WordVectors(pieces, ['where', 'is', '12'], 0.3, cfg.n_embd);
+    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.3 }, cfg), 0, words);
+    expect(bitIdentical(logitsOf(model, ids), base)).toBe(true);
+    model.dispose();
+  });
+
+  it('stand on the question\'s tokens only: a changed vector moves the logits from its word on, and decoding adds the same vectors as one pass', () => {
+    const model = GPT2Model.random(cfg, 3);
+    const words = noisyWords(['Is 12?']);
+    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 1 }, cfg), 0, words);
+    const ids = tok.encode(`${formatPrompt('Is 12?')} Far`);
+    const before = logitsOf(model, [ids]);
+    // The word "is" is the second word ("question", "is", "12"); its tokens start at its span.
+    const span = wordSpans(tokenPieces(tok), ids).find((s) => s.key === 'is')!;
+    const row = words.words.indexOf('is');
+    // (Not a constant: layer norm would take that away.)
+    const change = tf.tidy(() => tf.mul(tf.oneHot(tf.tensor1d([row], 'int32'), words.words.length).reshape([-1, 1]), tf.randomNormal([1, cfg.n_embd], 0, 1, 'float32', 5)));
+    words.table.assign(tf.tidy(() => tf.add(words.table, change)));
+    change.dispose();
+    const after = logitsOf(model, [ids]);
+    const v = cfg.vocab_size;
+    const moved = (pos: number) => maxAbsDiff(before.subarray(pos * v, (pos + 1) * v), after.subarray(pos * v, (pos + 1) * v));
+    for (let p = 0; p < span.start; p++) expect(moved(p)).toBe(0);
+    for (let p = span.start; p < ids.length; p++) expect(moved(p)).toBeGreaterThan(1e-4);
+
+    // Decoding: the prompt in one pass, then the answer's tokens one at a time on the cache.
+    const promptLen = prompt('Is 12?').length;
+    const stepwise = tf.tidy(() => {
+      let cache = GPT2Model.emptyCache();
+      const out: tf.Tensor[] = [];
+      const first = model.forward(tf.tensor2d([ids.slice(0, promptLen)], [1, promptLen], 'int32'), { cache });
+      out.push(first.logits.reshape([promptLen, v]));
+      cache = first.cache!;
+      for (let p = promptLen; p < ids.length; p++) {
+        const r = model.forward(tf.tensor2d([[ids[p]]], [1, 1], 'int32'), { cache });
+        out.push(r.logits.reshape([1, v]));
+        cache = r.cache!;
+      }
+      return tf.concat(out, 0);
+    });
+    expect(maxAbsDiff(stepwise.dataSync(), after)).toBeLessThanOrEqual(1e-4);
+    stepwise.dispose();
+    model.dispose();
+  });
+
+  it('are saved beside the PEFT files and load back, with the tokenizer, to the same logits', () => {
+    const model = GPT2Model.random(cfg, 3);
+    const questions = ['Where is 12?', 'What is 7?'];
+    const words = noisyWords(questions, 0.7);
+    const a = model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.7 }, cfg), 0, words);
+    const ids = [prompt('What is 12?')];
+    const want = logitsOf(model, ids);
+    saveAdapter(a, dir, 'base');
+    const file = path.join(dir, WORD_VECTORS_FILE);
+    const { tensors, metadata } = readSafetensors(file);
+    expect(JSON.parse(metadata.words)).toEqual(words.words);
+    expect(Number(metadata.scale)).toBe(0.7);
+    expect(tensors.get('word_vectors')!.shape).toEqual([words.words.length, cfg.n_embd]);
+    expect(maxAbsDiff(tensors.get('word_vectors')!.data, words.table.dataSync())).toBe(0);
+    // PEFT's own config is unchanged by them.
+    expect(Object.keys(JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')))).not.toContain('word_vectors');
+
+    const fresh = GPT2Model.random(cfg, 3);
+    expect(() => loadAdapter(fresh, dir)).toThrow(`${file}: the adapter has word vectors; loading it needs the base model's tokenizer`);
+    const loaded = loadAdapter(fresh, dir, 'loaded', tok);
+    expect(loaded.config.wordVectors).toBe(0.7);
+    expect(maxAbsDiff(logitsOf(fresh, ids), want)).toBe(0);
+    fresh.removeAdapter('loaded');
+
+    // A file whose rows do not match its word list is refused, naming the file, the tensor and both shapes.
+    writeSafetensors(file, new Map([['word_vectors', { shape: [2, cfg.n_embd], data: new Float32Array(2 * cfg.n_embd) }]]), metadata);
+    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: tensor "word_vectors" has shape [2, ${cfg.n_embd}], expected [${words.words.length}, ${cfg.n_embd}]`);
+    const vectors = tensors.get('word_vectors')!;
+    writeSafetensors(file, new Map([['word_vectors', { shape: vectors.shape, data: vectors.data as Float32Array }]]), { ...metadata, words: '"where"' });
+    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: metadata "words" must be a JSON list of the words`);
+    expect(fresh.adapters.size).toBe(0);
+    fresh.dispose();
+    model.dispose();
+  });
+
+  it('train with the adapter: exactly the training questions\' words have vectors, and those move', async () => {
+    const model = GPT2Model.random(cfg, 1);
+    const train = qaPairs(8);
+    const r = await finetune({ model, tokenizer: tok, train, lora: { r: 4, alpha: 8, wordVectors: 0.5 }, epochs: 2, batchSize: 4, learningRate: 1e-2, seed: 3 });
+    const words = model.activeAdapter!.words!;
+    expect(new Set(words.words)).toEqual(new Set(train.flatMap((e) => wordsOf(`Question: ${e.question}`))));
+    const named = new Map(model.trainableVariables('lora'));
+    expect(named.get(WORD_VECTORS)).toBe(words.table);
+    const table = words.table.arraySync();
+    for (const row of table) expect(Math.max(...row.map(Math.abs))).toBeGreaterThan(1e-4);
+    r.client.dispose();
+    model.dispose();
+  });
+
+  it('a scale below zero is refused, naming the field', () => {
+    expect(() => makeLoraConfig({ wordVectors: -1 }, cfg)).toThrow(ConfigError);
+    expect(() => makeLoraConfig({ wordVectors: -1 }, cfg)).toThrow('lora.wordVectors must be a finite number >= 0 (0: no word vectors), got -1');
+    expect(makeLoraConfig({ wordVectors: 0 }, cfg).wordVectors).toBeUndefined();
+  });
+
+  it('the embedded model keeps its outputs with a fresh word-vector adapter', () => {
+    const { model, tokenizer } = loadModel(projectPath('models', 'chromatune-base'));
+    const ids = [tokenizer.encode(formatPrompt('Which bridge links Brooklyn and Manhattan?'))];
+    const base = logitsOf(model, ids);
+    const pieces = tokenPieces(tokenizer);
+    model.addAdapter('w', makeLoraConfig({ r: 4, wordVectors: 0.3 }, model.config), 0, new WordVectors(pieces, vocabularyOf(pieces, ids), 0.3, model.config.n_embd));
+    expect(bitIdentical(logitsOf(model, ids), base)).toBe(true);
+    model.dispose();
+  });
+});
