@@ -291,8 +291,9 @@ export async function runTrainBench(opts: BenchOptions = {}) {
     ratios.main_job = {
       weighted_vs_all_positions: mainJob.examples_per_s_weighted / mainJob.examples_per_s_all_positions,
       grouped_vs_shuffled: mainJob.examples_per_s_weighted_grouped / mainJob.examples_per_s_weighted,
-      main_job_vs_plain: mainJob.examples_per_s_weighted_grouped_averaged / mainJob.examples_per_s_all_positions,
+      main_job_vs_plain: mainJob.examples_per_s_weighted_grouped_averaged_word_vectors / mainJob.examples_per_s_all_positions,
       averaged_vs_not: mainJob.examples_per_s_weighted_grouped_averaged / mainJob.examples_per_s_weighted_grouped,
+      word_vectors_vs_not: mainJob.examples_per_s_weighted_grouped_averaged_word_vectors / mainJob.examples_per_s_weighted_grouped_averaged,
     };
   }
   for (const name of cases) {
