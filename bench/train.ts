@@ -18,7 +18,7 @@ import { type GPT2Config, makeConfig } from '../kernel/model/config';
 import { GPT2Model } from '../kernel/model/gpt2';
 import { PRESETS } from '../kernel/model/presets';
 import { makeLoraConfig } from '../kernel/lora/config';
-import { tokenPieces, vocabularyOf, WordVectors } from '../kernel/lora/words';
+import { vocabularyFor } from '../kernel/lora/words';
 import { generateFromTokens } from '../kernel/sample/generate';
 import { TrainingClient } from '../kernel/train/client';
 import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
@@ -236,9 +236,8 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
   // The main job's adapter adds a vector per word of the training questions.
   client.dispose();
   model.removeAdapter('bench');
-  const pieces = tokenPieces(tokenizer);
-  const words = new WordVectors(pieces, vocabularyOf(pieces, train.map((e) => e.ids)), d.wordVectors, model.config.n_embd);
-  model.addAdapter('bench', makeLoraConfig({ r: d.rank, alpha: d.alpha, dropout: d.dropout, wordVectors: d.wordVectors }, model.config), 0, words);
+  const vocabulary = vocabularyFor(tokenizer, train.map((e) => e.ids));
+  model.addAdapter('bench', makeLoraConfig({ r: d.rank, alpha: d.alpha, dropout: d.dropout, wordVectors: d.wordVectors }, model.config), 0, vocabulary);
   client = new TrainingClient(model, tokenizer, 'lora');
   const withWords = averageOf((a) => epoch(grouped, 'weighted', a));
   client.dispose();
@@ -250,7 +249,7 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
     examples_per_s_weighted_grouped: groupedRun.rate,
     examples_per_s_weighted_grouped_averaged: averaged.rate,
     examples_per_s_weighted_grouped_averaged_word_vectors: withWords.rate,
-    words: words.words.length,
+    words: vocabulary.words.length,
     padded_tokens_shuffled: weighted.padded,
     padded_tokens_grouped: groupedRun.padded,
   };

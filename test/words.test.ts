@@ -9,9 +9,9 @@ import { initBackend } from '../kernel/backend';
 import { GPT2Model } from '../kernel/model/gpt2';
 import { ConfigError } from '../kernel/model/config';
 import { makeLoraConfig } from '../kernel/lora/config';
-import { WORD_VECTORS } from '../kernel/lora/adapter';
+import { type LoraAdapter, WORD_VECTORS } from '../kernel/lora/adapter';
 import { loadAdapter, saveAdapter, WORD_VECTORS_FILE } from '../kernel/lora/peft';
-import { tokenPieces, vocabularyOf, WordVectors, wordSpans } from '../kernel/lora/words';
+import { tokenPieces, vocabularyFor, vocabularyOf, type WordVectors, wordSpans } from '../kernel/lora/words';
 import { loadModel } from '../kernel/model/io';
 import { loadExamples } from '../kernel/data/load';
 import { formatPrompt } from '../kernel/data/example';
@@ -31,12 +31,13 @@ const tok = byteTokenizer();
 /** The reference reading: runs of letters and digits, in lower case. */
 const wordsOf = (text: string): string[] => (text.match(/[\p{L}\p{N}]+/gu) ?? []).map((w) => w.toLowerCase());
 
-/** Vectors for the words of `questions` (on the byte tokenizer), filled with seeded noise. */
-function noisyWords(questions: string[], scale = 1, width = cfg.n_embd): WordVectors {
-  const pieces = tokenPieces(tok);
-  const w = new WordVectors(pieces, vocabularyOf(pieces, questions.map((q) => tok.encode(formatPrompt(q)))), scale, width);
+/** An adapter on `model` with vectors for the words of `questions` (byte tokenizer), filled with seeded noise. */
+function withNoisyWords(model: GPT2Model, questions: string[], scale: number): { adapter: LoraAdapter; words: WordVectors } {
+  const vocabulary = vocabularyFor(tok, questions.map((q) => tok.encode(formatPrompt(q))));
+  const adapter = model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: scale }, cfg), 0, vocabulary);
+  const w = adapter.words!;
   w.table.assign(tf.tidy(() => tf.randomNormal(w.table.shape, 0, 0.5, 'float32', 11)));
-  return w;
+  return { adapter, words: w };
 }
 
 describe('which tokens make a word', () => {
@@ -93,17 +94,14 @@ describe('word vectors on a model', () => {
     const model = GPT2Model.random(cfg, 3);
     const ids = [prompt('Where is 12?').slice(0, 14)];
     const base = logitsOf(model, ids);
-    const pieces = tokenPieces(tok);
-    const words = new WordVectors(pieces, ['where', 'is', '12'], 0.3, cfg.n_embd);
-    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.3 }, cfg), 0, words);
+    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.3 }, cfg), 0, { pieces: tokenPieces(tok), words: ['where', 'is', '12'] });
     expect(bitIdentical(logitsOf(model, ids), base)).toBe(true);
     model.dispose();
   });
 
   it('stand on the question\'s tokens only: a changed vector moves the logits from its word on, and decoding adds the same vectors as one pass', () => {
     const model = GPT2Model.random(cfg, 3);
-    const words = noisyWords(['Is 12?']);
-    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 1 }, cfg), 0, words);
+    const { words } = withNoisyWords(model, ['Is 12?'], 1);
     const ids = tok.encode(`${formatPrompt('Is 12?')} Far`);
     const before = logitsOf(model, [ids]);
     // The word "is" is the second word ("question", "is", "12"); its tokens start at its span.
@@ -142,8 +140,7 @@ describe('word vectors on a model', () => {
   it('are saved beside the PEFT files and load back, with the tokenizer, to the same logits', () => {
     const model = GPT2Model.random(cfg, 3);
     const questions = ['Where is 12?', 'What is 7?'];
-    const words = noisyWords(questions, 0.7);
-    const a = model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.7 }, cfg), 0, words);
+    const { adapter: a, words } = withNoisyWords(model, questions, 0.7);
     const ids = [prompt('What is 12?')];
     const want = logitsOf(model, ids);
     saveAdapter(a, dir, 'base');
@@ -198,8 +195,7 @@ describe('word vectors on a model', () => {
     const { model, tokenizer } = loadModel(projectPath('models', 'chromatune-base'));
     const ids = [tokenizer.encode(formatPrompt('Which bridge links Brooklyn and Manhattan?'))];
     const base = logitsOf(model, ids);
-    const pieces = tokenPieces(tokenizer);
-    model.addAdapter('w', makeLoraConfig({ r: 4, wordVectors: 0.3 }, model.config), 0, new WordVectors(pieces, vocabularyOf(pieces, ids), 0.3, model.config.n_embd));
+    model.addAdapter('w', makeLoraConfig({ r: 4, wordVectors: 0.3 }, model.config), 0, vocabularyFor(tokenizer, ids));
     expect(bitIdentical(logitsOf(model, ids), base)).toBe(true);
     model.dispose();
   });

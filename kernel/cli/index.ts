@@ -61,7 +61,7 @@ async function runJobCommand(o: Record<string, any>, cmd: Command, title: string
   if (o.adapter) {
     if (o.method === 'full') throw new Error('--adapter continues training a LoRA adapter; it cannot be combined with --method full');
     const given = ['rank', 'alpha', 'dropout', 'targets', 'wordVectors'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
-    if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`).join(', ')}`);
+    if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => cmd.options.find((opt) => opt.attributeName() === k)!.long).join(', ')}`);
   }
   if (o.patience !== undefined && o.ema > 0) {
     throw new Error(`--patience and --ema cannot be combined: early stopping ends on the weights of the best validation loss, --ema on an average; ${cmd.getOptionValueSource('ema') === 'cli' ? 'leave out one of them' : 'add --ema 0 to stop early'}`);

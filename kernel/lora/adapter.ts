@@ -7,7 +7,7 @@ import * as tf from '../backend/tf';
 import type { GPT2Config } from '../model/config';
 import { variableFrom } from '../model/tensor';
 import { type LoraConfig, moduleShape, rankFor, scaleFor } from './config';
-import type { WordVectors } from './words';
+import { type Vocabulary, WordVectors } from './words';
 
 /** The word vectors' name among the trainable variables (an embedding-group parameter, lora/groups). */
 export const WORD_VECTORS = 'transformer.wte.word_vectors';
@@ -25,18 +25,21 @@ export class LoraAdapter {
   readonly layers = new Map<string, LoraLayer>();
   /** True while the adapter's product is folded into the base weights. */
   merged = false;
+  /** Vectors per word, scaled by config.wordVectors (lora/words); undefined without them. */
+  readonly words?: WordVectors;
 
   constructor(
     readonly name: string,
     readonly config: LoraConfig,
     model: GPT2Config,
     seed: number,
-    /** Required when config.wordVectors is set; the adapter owns it from here on. */
-    readonly words?: WordVectors,
+    /** The words to keep vectors for; required when config.wordVectors is set, and only then. */
+    vocabulary?: Vocabulary,
   ) {
-    if (Boolean(config.wordVectors) !== Boolean(words)) {
-      throw new Error(config.wordVectors ? 'lora.wordVectors is set: the adapter needs its word list (from the training questions)' : 'word vectors given to an adapter whose config has no wordVectors');
+    if (Boolean(config.wordVectors) !== Boolean(vocabulary)) {
+      throw new Error(config.wordVectors ? 'lora.wordVectors is set: the adapter needs its word list (from the training questions)' : 'a word list given to an adapter whose config has no wordVectors');
     }
+    this.words = vocabulary && new WordVectors(vocabulary, config.wordVectors!, model.n_embd);
     let k = 0;
     for (let i = 0; i < model.n_layer; i++) {
       for (const t of config.targetModules) {

@@ -12,7 +12,7 @@ import { LoraAdapter } from './adapter';
 import { type LoraConfig, makeLoraConfig } from './config';
 import type { GPT2Model } from '../model/gpt2';
 import { arraysOf, type NamedArrays } from '../model/tensor';
-import { tokenPieces, WordVectors } from './words';
+import { tokenPieces, type Vocabulary } from './words';
 import type { Tokenizer } from '../tokenizer';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
@@ -84,8 +84,11 @@ export function writeAdapterFiles(adapter: LoraAdapter, dir: string, baseModel: 
   writeSafetensors(path.join(dir, 'adapter_model.safetensors'), peftTensors(adapter), { format: 'pt' });
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(peftConfig(adapter.config, baseModel), null, 2) + '\n');
   const w = adapter.words;
-  if (w) writeSafetensors(path.join(dir, WORD_VECTORS_FILE), arraysOf([[WORD_TENSOR, w.table]]), { scale: String(w.scale), words: JSON.stringify(w.words) });
+  if (w) writeSafetensors(path.join(dir, WORD_VECTORS_FILE), wordVectorTensors(adapter), { scale: String(w.scale), words: JSON.stringify(w.words) });
 }
+
+/** The adapter's word vectors as word_vectors.safetensors names them; empty without any. */
+export const wordVectorTensors = (adapter: LoraAdapter): NamedArrays => arraysOf(adapter.words ? [[WORD_TENSOR, adapter.words.table]] : []);
 
 /** A word_vectors.safetensors file, checked: its words, scale and vectors [words, width]. */
 function readWordFile(file: string, width: number): { words: string[]; scale: number; data: Float32Array } {
@@ -206,15 +209,15 @@ export function assignAdapterWeights(adapter: LoraAdapter, dir: string): void {
  */
 export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(path.resolve(dir)), tokenizer?: Tokenizer): LoraAdapter {
   let config = readAdapterConfig(dir, model);
-  let words: WordVectors | undefined;
+  let vocabulary: Vocabulary | undefined;
   const wordFile = path.join(dir, WORD_VECTORS_FILE);
   if (fs.existsSync(wordFile)) {
     if (!tokenizer) throw new Error(`${wordFile}: the adapter has word vectors; loading it needs the base model's tokenizer (loadAdapter's 4th argument)`);
     const saved = readWordFile(wordFile, model.config.n_embd);
-    words = new WordVectors(tokenPieces(tokenizer), saved.words, saved.scale, model.config.n_embd);
+    vocabulary = { pieces: tokenPieces(tokenizer), words: saved.words };
     config = { ...config, wordVectors: saved.scale };
   }
-  const adapter = new LoraAdapter(name, config, model.config, 0, words);
+  const adapter = new LoraAdapter(name, config, model.config, 0, vocabulary);
   try {
     assignAdapterWeights(adapter, dir);
   } catch (e) {

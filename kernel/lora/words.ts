@@ -74,6 +74,18 @@ export function wordSpans(pieces: Piece[], ids: ArrayLike<number>): WordSpan[] {
   return spans;
 }
 
+/** The words an adapter keeps vectors for, and how to find them in token ids. */
+export interface Vocabulary {
+  pieces: Piece[];
+  words: string[];
+}
+
+/** The vocabulary of token sequences (the training questions), read with `tokenizer`. */
+export function vocabularyFor(tokenizer: Tokenizer, sequences: Iterable<ArrayLike<number>>): Vocabulary {
+  const pieces = tokenPieces(tokenizer);
+  return { pieces, words: vocabularyOf(pieces, sequences) };
+}
+
 /** The distinct words of the sequences, commonest first (ties in code-point order), for a stable table. */
 export function vocabularyOf(pieces: Piece[], sequences: Iterable<ArrayLike<number>>): string[] {
   const counts = new Map<string, number>();
@@ -84,14 +96,17 @@ export function vocabularyOf(pieces: Piece[], sequences: Iterable<ArrayLike<numb
 export class WordVectors {
   /** [words, n_embd], one row per word of `words`. */
   readonly table: tf.Variable<tf.Rank.R2>;
+  readonly words: string[];
+  private readonly pieces: Piece[];
   private readonly index: Map<string, number>;
 
   constructor(
-    private readonly pieces: Piece[],
-    readonly words: string[],
+    { pieces, words }: Vocabulary,
     readonly scale: number,
     width: number,
   ) {
+    this.pieces = pieces;
+    this.words = words;
     if (words.length === 0) throw new Error('word vectors need at least one word; the training questions hold none');
     this.index = new Map(words.map((w, i) => [w, i]));
     if (this.index.size !== words.length) throw new Error('word vectors: the word list repeats a word');

@@ -8,7 +8,7 @@ import * as tf from '../backend/tf';
 import { type GPT2Config, expectedTensors } from './config';
 import { LoraAdapter } from '../lora/adapter';
 import { dropoutFor, type LoraConfig } from '../lora/config';
-import type { WordVectors } from '../lora/words';
+import type { Vocabulary } from '../lora/words';
 import { gelu, layerNorm, linear, type LoraTerm } from './ops';
 import type { NamedArrays } from './tensor';
 
@@ -86,9 +86,9 @@ export class GPT2Model {
   // ---- adapters ----------------------------------------------------------------------------------
 
   /** Attaches a fresh adapter (B = 0, word vectors 0) and makes it active. */
-  addAdapter(name: string, config: LoraConfig, seed = 0, words?: WordVectors): LoraAdapter {
+  addAdapter(name: string, config: LoraConfig, seed = 0, vocabulary?: Vocabulary): LoraAdapter {
     if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists; remove it first`);
-    const adapter = new LoraAdapter(name, config, this.config, seed, words);
+    const adapter = new LoraAdapter(name, config, this.config, seed, vocabulary);
     this.adapters.set(name, adapter);
     this.active = name;
     return adapter;

@@ -12,7 +12,7 @@ import { type AugmentConfig, augmentQuestion, resolveAugment, wordFrequencies } 
 import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
-import { tokenPieces, vocabularyOf, WordVectors } from '../lora/words';
+import { vocabularyFor } from '../lora/words';
 import { ADAM_DEFAULTS, checkGroupScaleKeys, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
 import { AVERAGE_FILE, type EvalRecord, hasCheckpoint, loadAverageWeights, loadBestWeights, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
@@ -206,9 +206,8 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     else {
       const lora = makeLoraConfig(c.lora ?? {}, model.config);
       // A fresh adapter's word vectors are those of the training questions.
-      const pieces = lora.wordVectors ? tokenPieces(tokenizer) : undefined;
-      const words = pieces && new WordVectors(pieces, vocabularyOf(pieces, train.map((e) => e.ids)), lora.wordVectors!, model.config.n_embd);
-      created = model.addAdapter(name, lora, s.seed, words).name;
+      const vocabulary = lora.wordVectors ? vocabularyFor(tokenizer, train.map((e) => e.ids)) : undefined;
+      created = model.addAdapter(name, lora, s.seed, vocabulary).name;
     }
   } else model.setActiveAdapter(null);
   try {

@@ -15,9 +15,8 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { GPT2Model } from '../model/gpt2';
-import { arraysOf, type NamedArrays } from '../model/tensor';
-import { WORD_VECTORS } from '../lora/adapter';
-import { peftTensors } from '../lora/peft';
+import type { NamedArrays } from '../model/tensor';
+import { peftTensors, wordVectorTensors } from '../lora/peft';
 import type { Tokenizer } from '../tokenizer';
 import { generateMany } from '../sample/generate';
 import { scoreAnswer } from '../eval/metrics';
@@ -505,7 +504,7 @@ function weightsFingerprint(model: GPT2Model): { model: string; adapter: string 
     return `sha256 ${h.digest('hex').slice(0, 16)}`;
   };
   const adapter = model.activeAdapter;
-  return { model: digest(model.weightArrays()), adapter: adapter ? digest(new Map([...peftTensors(adapter), ...arraysOf(adapter.words ? [[WORD_VECTORS, adapter.words.table]] : [])])) : null };
+  return { model: digest(model.weightArrays()), adapter: adapter ? digest(new Map([...peftTensors(adapter), ...wordVectorTensors(adapter)])) : null };
 }
 
 /** A resumed study's folder must hold the same configuration (the trial count may grow). */
