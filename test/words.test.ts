@@ -1,6 +1,7 @@
 /**
- * Word vectors beside a LoRA adapter: which tokens make a word, the identity at start, the same vectors
- * in training and in decoding, the adapter folder's extra file, and training through them.
+ * Word vectors beside a LoRA adapter, and their word bag: which tokens make a word and the answer cue,
+ * the identity at start, the same vectors in training and in decoding, the adapter folder's extra file,
+ * and training through them.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -9,9 +10,9 @@ import { initBackend } from '../kernel/backend';
 import { GPT2Model } from '../kernel/model/gpt2';
 import { ConfigError } from '../kernel/model/config';
 import { makeLoraConfig } from '../kernel/lora/config';
-import { type LoraAdapter, WORD_VECTORS } from '../kernel/lora/adapter';
+import { type LoraAdapter, WORD_BAG, WORD_VECTORS } from '../kernel/lora/adapter';
 import { loadAdapter, saveAdapter, WORD_VECTORS_FILE } from '../kernel/lora/peft';
-import { tokenPieces, vocabularyFor, vocabularyOf, type WordVectors, wordSpans } from '../kernel/lora/words';
+import { readQuestion, tokenPieces, vocabularyFor, vocabularyOf, type WordVectors, wordSpans } from '../kernel/lora/words';
 import { loadModel } from '../kernel/model/io';
 import { loadExamples } from '../kernel/data/load';
 import { formatPrompt } from '../kernel/data/example';
@@ -31,13 +32,32 @@ const tok = byteTokenizer();
 /** The reference reading: runs of letters and digits, in lower case. */
 const wordsOf = (text: string): string[] => (text.match(/[\p{L}\p{N}]+/gu) ?? []).map((w) => w.toLowerCase());
 
-/** An adapter on `model` with vectors for the words of `questions` (byte tokenizer), filled with seeded noise. */
-function withNoisyWords(model: GPT2Model, questions: string[], scale: number): { adapter: LoraAdapter; words: WordVectors } {
+/** An adapter on `model` with vectors (and a bag) for the words of `questions` (byte tokenizer), filled with seeded noise. */
+function withNoisyWords(model: GPT2Model, questions: string[], scale: number, bagScale = 0): { adapter: LoraAdapter; words: WordVectors } {
   const vocabulary = vocabularyFor(tok, questions.map((q) => tok.encode(formatPrompt(q))));
-  const adapter = model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: scale }, cfg), 0, vocabulary);
+  const adapter = model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: scale, wordBag: bagScale }, cfg), 0, vocabulary);
   const w = adapter.words!;
   w.table.assign(tf.tidy(() => tf.randomNormal(w.table.shape, 0, 0.5, 'float32', 11)));
+  w.bag?.assign(tf.tidy(() => tf.randomNormal(w.bag!.shape, 0, 0.5, 'float32', 12)));
   return { adapter, words: w };
+}
+
+/** Logits of `ids` decoded as generation does: the first `promptLen` tokens in one pass, then one at a time on the cache. */
+function stepwiseLogits(model: GPT2Model, ids: number[], promptLen: number): Float32Array {
+  const v = model.config.vocab_size;
+  return tf.tidy(() => {
+    let cache = GPT2Model.emptyCache();
+    const out: tf.Tensor[] = [];
+    const first = model.forward(tf.tensor2d([ids.slice(0, promptLen)], [1, promptLen], 'int32'), { cache });
+    out.push(first.logits.reshape([promptLen, v]));
+    cache = first.cache!;
+    for (let p = promptLen; p < ids.length; p++) {
+      const r = model.forward(tf.tensor2d([[ids[p]]], [1, 1], 'int32'), { cache });
+      out.push(r.logits.reshape([1, v]));
+      cache = r.cache!;
+    }
+    return tf.concat(out, 0);
+  }).dataSync() as Float32Array;
 }
 
 describe('which tokens make a word', () => {
@@ -63,7 +83,20 @@ describe('which tokens make a word', () => {
       expect(spans.map((s) => s.key)).toEqual(wordsOf(`Question: ${q}`));
       // A word's tokens spell it, with at most punctuation or a space around it.
       for (const s of spans) expect(wordsOf(t.decode(ids.slice(s.start, s.end)))).toContain(s.key);
+      // The answer cue: the newline that ends the question through the ":" of "Answer:", before the answer.
+      const { cue, cueEnd } = readQuestion(pieces, ids);
+      expect(`Question: ${q}`.startsWith(t.decode(ids.slice(0, cue)))).toBe(true);
+      expect(t.decode(ids.slice(cue, cueEnd))).toMatch(/\nAnswer:$/);
+      expect(t.decode(ids.slice(0, cueEnd))).toBe(formatPrompt(q));
     }
+  });
+
+  it('a prompt with no ":" after its newline has the newline alone as its cue, and one with no newline none', () => {
+    const pieces = tokenPieces(tok);
+    const ids = tok.encode('Question: Is 12?\nFar away');
+    const { cue, cueEnd } = readQuestion(pieces, ids);
+    expect(tok.decode(ids.slice(cue, cueEnd))).toBe('\n');
+    expect(readQuestion(pieces, tok.encode('Question: Is 12?'))).toMatchObject({ cue: -1, cueEnd: -1 });
   });
 
   it('on every nyc-qa training question with the embedded tokenizer, and the vocabulary counts them', () => {
@@ -94,7 +127,8 @@ describe('word vectors on a model', () => {
     const model = GPT2Model.random(cfg, 3);
     const ids = [prompt('Where is 12?').slice(0, 14)];
     const base = logitsOf(model, ids);
-    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.3 }, cfg), 0, { pieces: tokenPieces(tok), words: ['where', 'is', '12'] });
+    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.3, wordBag: 3 }, cfg), 0, { pieces: tokenPieces(tok), words: ['where', 'is', '12'] });
+    expect(model.activeAdapter!.words!.bag).toBeDefined();
     expect(bitIdentical(logitsOf(model, ids), base)).toBe(true);
     model.dispose();
   });
@@ -118,22 +152,38 @@ describe('word vectors on a model', () => {
     for (let p = span.start; p < ids.length; p++) expect(moved(p)).toBeGreaterThan(1e-4);
 
     // Decoding: the prompt in one pass, then the answer's tokens one at a time on the cache.
-    const promptLen = prompt('Is 12?').length;
-    const stepwise = tf.tidy(() => {
-      let cache = GPT2Model.emptyCache();
-      const out: tf.Tensor[] = [];
-      const first = model.forward(tf.tensor2d([ids.slice(0, promptLen)], [1, promptLen], 'int32'), { cache });
-      out.push(first.logits.reshape([promptLen, v]));
-      cache = first.cache!;
-      for (let p = promptLen; p < ids.length; p++) {
-        const r = model.forward(tf.tensor2d([[ids[p]]], [1, 1], 'int32'), { cache });
-        out.push(r.logits.reshape([1, v]));
-        cache = r.cache!;
-      }
-      return tf.concat(out, 0);
-    });
-    expect(maxAbsDiff(stepwise.dataSync(), after)).toBeLessThanOrEqual(1e-4);
-    stepwise.dispose();
+    expect(maxAbsDiff(stepwiseLogits(model, ids, prompt('Is 12?').length), after)).toBeLessThanOrEqual(1e-4);
+    model.dispose();
+  });
+
+  it('the word bag adds, at the answer cue only, its scale times the mean of the question\'s bag vectors', () => {
+    const model = GPT2Model.random(cfg, 3);
+    const { words } = withNoisyWords(model, ['Is 12 far?', 'Where is 7?'], 0.3, 2);
+    // "far", "where" and "7" are no word of this question; "is" stands twice.
+    const ids = tok.encode(`${formatPrompt('Is 12 is?')} Far`);
+    const added = tf.tidy(() => words.embed(tf.tensor2d([ids], [1, ids.length], 'int32')).arraySync());
+    const table = words.table.arraySync();
+    const bag = words.bag!.arraySync();
+    const known = wordsOf('Question: Is 12 is?').filter((w) => words.words.includes(w));
+    expect(known).toEqual(['question', 'is', '12', 'is']);
+    const mean = bag[0].map((_, j) => (2 * known.reduce((sum, w) => sum + bag[words.words.indexOf(w)][j], 0)) / known.length);
+    const spans = wordSpans(tokenPieces(tok), ids);
+    const cue = ids.length - ' Far'.length - '\nAnswer:'.length;
+    for (let p = 0; p < ids.length; p++) {
+      const word = spans.find((s) => p >= s.start && p < s.end && words.words.includes(s.key));
+      const want = p >= cue && p < cue + '\nAnswer:'.length ? mean : word ? table[words.words.indexOf(word.key)].map((x) => 0.3 * x) : mean.map(() => 0);
+      expect(maxAbsDiff(Float32Array.from(added[p]), Float32Array.from(want))).toBeLessThanOrEqual(1e-5);
+    }
+    // In a model: a changed bag vector moves the logits from the cue on, and decoding adds it in the prompt's pass.
+    const before = logitsOf(model, [ids]);
+    const row = words.words.indexOf('12');
+    words.bag!.assign(tf.tidy(() => tf.add(words.bag!, tf.mul(tf.oneHot(tf.tensor1d([row], 'int32'), words.words.length).reshape([-1, 1]), tf.randomNormal([1, cfg.n_embd], 0, 1, 'float32', 6)))));
+    const after = logitsOf(model, [ids]);
+    const v = cfg.vocab_size;
+    const moved = (pos: number) => maxAbsDiff(before.subarray(pos * v, (pos + 1) * v), after.subarray(pos * v, (pos + 1) * v));
+    for (let p = 0; p < cue; p++) expect(moved(p)).toBe(0);
+    for (let p = cue; p < ids.length; p++) expect(moved(p)).toBeGreaterThan(1e-4);
+    expect(maxAbsDiff(stepwiseLogits(model, ids, prompt('Is 12 is?').length), after)).toBeLessThanOrEqual(1e-4);
     model.dispose();
   });
 
@@ -171,16 +221,39 @@ describe('word vectors on a model', () => {
     model.dispose();
   });
 
+  it('with a word bag: saved as "word_bag" with its scale, loaded back to the same logits; a file without it is refused', () => {
+    const model = GPT2Model.random(cfg, 3);
+    const { adapter: a, words } = withNoisyWords(model, ['Where is 12?', 'What is 7?'], 0.7, 2.5);
+    const ids = [prompt('What is 12?')];
+    const want = logitsOf(model, ids);
+    saveAdapter(a, dir, 'base');
+    const file = path.join(dir, WORD_VECTORS_FILE);
+    const { tensors, metadata } = readSafetensors(file);
+    expect(Number(metadata.bag_scale)).toBe(2.5);
+    expect(maxAbsDiff(tensors.get('word_bag')!.data, words.bag!.dataSync())).toBe(0);
+    const fresh = GPT2Model.random(cfg, 3);
+    const loaded = loadAdapter(fresh, dir, 'loaded', tok);
+    expect(loaded.config).toMatchObject({ wordVectors: 0.7, wordBag: 2.5 });
+    expect(maxAbsDiff(logitsOf(fresh, ids), want)).toBe(0);
+    fresh.removeAdapter('loaded');
+    const vectors = tensors.get('word_vectors')!;
+    writeSafetensors(file, new Map([['word_vectors', { shape: vectors.shape, data: vectors.data as Float32Array }]]), metadata);
+    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: missing tensor "word_bag" (expected shape [${words.words.length}, ${cfg.n_embd}])`);
+    expect(fresh.adapters.size).toBe(0);
+    fresh.dispose();
+    model.dispose();
+  });
+
   it('train with the adapter: exactly the training questions\' words have vectors, and those move', async () => {
     const model = GPT2Model.random(cfg, 1);
     const train = qaPairs(8);
-    const r = await finetune({ model, tokenizer: tok, train, lora: { r: 4, alpha: 8, wordVectors: 0.5 }, epochs: 2, batchSize: 4, learningRate: 1e-2, seed: 3 });
+    const r = await finetune({ model, tokenizer: tok, train, lora: { r: 4, alpha: 8, wordVectors: 0.5, wordBag: 2 }, epochs: 2, batchSize: 4, learningRate: 1e-2, seed: 3 });
     const words = model.activeAdapter!.words!;
     expect(new Set(words.words)).toEqual(new Set(train.flatMap((e) => wordsOf(`Question: ${e.question}`))));
     const named = new Map(model.trainableVariables('lora'));
     expect(named.get(WORD_VECTORS)).toBe(words.table);
-    const table = words.table.arraySync();
-    for (const row of table) expect(Math.max(...row.map(Math.abs))).toBeGreaterThan(1e-4);
+    expect(named.get(WORD_BAG)).toBe(words.bag);
+    for (const table of [words.table, words.bag!]) for (const row of table.arraySync()) expect(Math.max(...row.map(Math.abs))).toBeGreaterThan(1e-4);
     r.client.dispose();
     model.dispose();
   });
@@ -189,6 +262,9 @@ describe('word vectors on a model', () => {
     expect(() => makeLoraConfig({ wordVectors: -1 }, cfg)).toThrow(ConfigError);
     expect(() => makeLoraConfig({ wordVectors: -1 }, cfg)).toThrow('lora.wordVectors must be a finite number >= 0 (0: no word vectors), got -1');
     expect(makeLoraConfig({ wordVectors: 0 }, cfg).wordVectors).toBeUndefined();
+    expect(() => makeLoraConfig({ wordVectors: 0.3, wordBag: -2 }, cfg)).toThrow('lora.wordBag must be a finite number >= 0 (0: no word bag), got -2');
+    expect(() => makeLoraConfig({ wordBag: 3 }, cfg)).toThrow("lora.wordBag (3) needs lora.wordVectors > 0: the bag keeps a vector for each of the word vectors' words");
+    expect(makeLoraConfig({ wordVectors: 0.3, wordBag: 0 }, cfg).wordBag).toBeUndefined();
   });
 
   it('the embedded model keeps its outputs with a fresh word-vector adapter', () => {

@@ -36,6 +36,8 @@ export interface LoraConfig {
    * Saved apart from PEFT's config, in word_vectors.safetensors.
    */
   wordVectors?: number;
+  /** Scale of the word bag (lora/words), trained with the word vectors' words; absent means none. */
+  wordBag?: number;
 }
 
 export interface LoraConfigInput {
@@ -50,6 +52,8 @@ export interface LoraConfigInput {
   dropoutPattern?: Record<string, number>;
   /** Word vectors' scale; 0 or absent: none. */
   wordVectors?: number;
+  /** Word bag's scale; 0 or absent: none. Needs wordVectors. */
+  wordBag?: number;
 }
 
 export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0, targetModules: [...ALL_TARGETS] };
@@ -135,8 +139,11 @@ export function makeLoraConfig(input: LoraConfigInput, model: GPT2Config): LoraC
     dropoutPattern: input.dropoutPattern,
     ...(input.useRslora ? { useRslora: true } : {}),
     ...(input.wordVectors ? { wordVectors: input.wordVectors } : {}),
+    ...(input.wordBag ? { wordBag: input.wordBag } : {}),
   };
   if (input.wordVectors !== undefined) checkNumber('lora.wordVectors', input.wordVectors, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0 (0: no word vectors)');
+  if (input.wordBag !== undefined) checkNumber('lora.wordBag', input.wordBag, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0 (0: no word bag)');
+  if (c.wordBag && !c.wordVectors) throw new ConfigError(`lora.wordBag (${c.wordBag}) needs lora.wordVectors > 0: the bag keeps a vector for each of the word vectors' words`);
   checkNumber('lora.dropout', c.dropout, (x) => x >= 0 && x < 1, 'in [0, 1)');
   for (const t of c.targetModules) {
     const [i, o] = moduleShape(model, t);

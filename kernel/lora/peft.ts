@@ -2,8 +2,9 @@
  * Adapter folders in PEFT's format: adapter_config.json plus adapter_model.safetensors with keys
  * base_model.model.<module>.lora_A.weight [r, in] and .lora_B.weight [out, r] (PyTorch Linear layout,
  * while we compute with A [in, r] and B [r, out]). The folder is replaced atomically. An adapter with
- * word vectors (lora/words) adds word_vectors.safetensors, which PEFT does not read: one tensor
- * "word_vectors" [words, n_embd], with the word list (JSON) and the scale in its metadata.
+ * word vectors (lora/words) adds word_vectors.safetensors, which PEFT does not read: the tensor
+ * "word_vectors" [words, n_embd], with the word list (JSON) and the scale in its metadata, and with a
+ * word bag also "word_bag" [words, n_embd], its scale in the metadata's "bag_scale".
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -20,6 +21,7 @@ import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
 const PREFIX = 'base_model.model.';
 export const WORD_VECTORS_FILE = 'word_vectors.safetensors';
 const WORD_TENSOR = 'word_vectors';
+const BAG_TENSOR = 'word_bag';
 
 export interface PeftAdapterConfig {
   peft_type: 'LORA';
@@ -84,14 +86,21 @@ export function writeAdapterFiles(adapter: LoraAdapter, dir: string, baseModel: 
   writeSafetensors(path.join(dir, 'adapter_model.safetensors'), peftTensors(adapter), { format: 'pt' });
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(peftConfig(adapter.config, baseModel), null, 2) + '\n');
   const w = adapter.words;
-  if (w) writeSafetensors(path.join(dir, WORD_VECTORS_FILE), wordVectorTensors(adapter), { scale: String(w.scale), words: JSON.stringify(w.words) });
+  if (w) {
+    writeSafetensors(path.join(dir, WORD_VECTORS_FILE), wordVectorTensors(adapter), {
+      scale: String(w.scale),
+      words: JSON.stringify(w.words),
+      ...(w.bag ? { bag_scale: String(w.bagScale) } : {}),
+    });
+  }
 }
 
-/** The adapter's word vectors as word_vectors.safetensors names them; empty without any. */
-export const wordVectorTensors = (adapter: LoraAdapter): NamedArrays => arraysOf(adapter.words ? [[WORD_TENSOR, adapter.words.table]] : []);
+/** The adapter's word vectors (and word bag) as word_vectors.safetensors names them; empty without any. */
+export const wordVectorTensors = (adapter: LoraAdapter): NamedArrays =>
+  arraysOf(adapter.words ? [[WORD_TENSOR, adapter.words.table], ...(adapter.words.bag ? [[BAG_TENSOR, adapter.words.bag] as const] : [])] : []);
 
-/** A word_vectors.safetensors file, checked: its words, scale and vectors [words, width]. */
-function readWordFile(file: string, width: number): { words: string[]; scale: number; data: Float32Array } {
+/** A word_vectors.safetensors file, checked: its words, scales, vectors [words, width] and bag vectors if any. */
+function readWordFile(file: string, width: number): { words: string[]; scale: number; data: Float32Array; bag?: { scale: number; data: Float32Array } } {
   const { tensors, metadata } = readSafetensors(file);
   let words: unknown;
   try {
@@ -104,11 +113,17 @@ function readWordFile(file: string, width: number): { words: string[]; scale: nu
   }
   const scale = Number(metadata.scale);
   if (!Number.isFinite(scale) || scale <= 0) throw new Error(`${file}: metadata "scale" must be a number > 0, got ${JSON.stringify(metadata.scale)}`);
-  const t = tensors.get(WORD_TENSOR);
   const expected = [words.length, width];
-  if (!t) throw new Error(`${file}: missing tensor "${WORD_TENSOR}" (expected shape [${expected.join(', ')}])`);
-  if (t.shape.join() !== expected.join()) throw new Error(`${file}: tensor "${WORD_TENSOR}" has shape [${t.shape.join(', ')}], expected [${expected.join(', ')}]`);
-  return { words, scale, data: t.data as Float32Array };
+  const tensor = (name: string): Float32Array => {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`${file}: missing tensor "${name}" (expected shape [${expected.join(', ')}])`);
+    if (t.shape.join() !== expected.join()) throw new Error(`${file}: tensor "${name}" has shape [${t.shape.join(', ')}], expected [${expected.join(', ')}]`);
+    return t.data as Float32Array;
+  };
+  if (metadata.bag_scale === undefined) return { words, scale, data: tensor(WORD_TENSOR) };
+  const bagScale = Number(metadata.bag_scale);
+  if (!Number.isFinite(bagScale) || bagScale <= 0) throw new Error(`${file}: metadata "bag_scale" must be a number > 0, got ${JSON.stringify(metadata.bag_scale)}`);
+  return { words, scale, data: tensor(WORD_TENSOR), bag: { scale: bagScale, data: tensor(BAG_TENSOR) } };
 }
 
 /** makeLoraConfig's field names as adapter_config.json spells them, for errors about the file. */
@@ -200,7 +215,11 @@ export function assignAdapterWeights(adapter: LoraAdapter, dir: string): void {
   if (saved.words.length !== w.words.length || differ >= 0) {
     throw new Error(`${wordFile}: its ${saved.words.length} words are not the adapter's ${w.words.length} (first difference at row ${differ >= 0 ? differ : Math.min(saved.words.length, w.words.length)}); the training questions changed`);
   }
-  tf.tidy(() => w.table.assign(tf.tensor2d(saved.data, w.table.shape)));
+  if (Boolean(saved.bag) !== Boolean(w.bag)) throw new Error(`${wordFile}: ${w.bag ? `missing the word bag (metadata "bag_scale" and tensor "${BAG_TENSOR}") that the adapter has` : 'holds a word bag that the adapter has not'}`);
+  tf.tidy(() => {
+    w.table.assign(tf.tensor2d(saved.data, w.table.shape));
+    if (w.bag) w.bag.assign(tf.tensor2d(saved.bag!.data, w.bag.shape));
+  });
 }
 
 /**
@@ -215,7 +234,7 @@ export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(
     if (!tokenizer) throw new Error(`${wordFile}: the adapter has word vectors; loading it needs the base model's tokenizer (loadAdapter's 4th argument)`);
     const saved = readWordFile(wordFile, model.config.n_embd);
     vocabulary = { pieces: tokenPieces(tokenizer), words: saved.words };
-    config = { ...config, wordVectors: saved.scale };
+    config = { ...config, wordVectors: saved.scale, ...(saved.bag ? { wordBag: saved.bag.scale } : {}) };
   }
   const adapter = new LoraAdapter(name, config, model.config, 0, vocabulary);
   try {

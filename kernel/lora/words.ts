@@ -13,6 +13,14 @@
  * that a forward pass over the prompt alone (decoding) and over prompt and answer (training) add the same
  * vectors. A word is a run of letters and digits, keyed in lower case; its vector is added at every token
  * that holds part of it.
+ *
+ * A word bag adds a second vector per word, read where the answer starts rather than where the word
+ * stands: the mean of the bag vectors of the question's words, times its own scale, is added at the
+ * prompt's answer cue, the newline that ends the question through the ":" of "Answer:". That is a
+ * bag-of-words reading of the whole question, a fastText-style mean of evidence, given to the positions
+ * the answer is read from; the model's attention otherwise has to gather a name's evidence from pieces
+ * spread over the question. The cue lies in the prompt, so decoding adds it in its first pass as training
+ * does; a prompt with no ":" after its newline has the newline alone as its cue.
  */
 import * as tf from '../backend/tf';
 import type { Tokenizer } from '../tokenizer';
@@ -52,11 +60,28 @@ export interface WordSpan {
  * not depend on how the tokenizer merged bytes, and each is mapped back to the tokens its bytes are in.
  */
 export function wordSpans(pieces: Piece[], ids: ArrayLike<number>): WordSpan[] {
+  return readQuestion(pieces, ids).spans;
+}
+
+/** A question read from token ids: its words, and its answer cue's positions [cue, cueEnd) (−1, −1: no newline). */
+export interface Question {
+  spans: WordSpan[];
+  cue: number;
+  cueEnd: number;
+}
+
+const COLON = 0x3a;
+
+export function readQuestion(pieces: Piece[], ids: ArrayLike<number>): Question {
   const tokenOfByte: number[] = [];
   const parts: Uint8Array[] = [];
+  let end = -1;
   for (let i = 0; i < ids.length; i++) {
     const p = pieces[ids[i]] ?? { bytes: SEPARATOR, ends: false };
-    if (p.ends) break;
+    if (p.ends) {
+      end = i;
+      break;
+    }
     parts.push(p.bytes);
     for (let k = 0; k < p.bytes.length; k++) tokenOfByte.push(i);
   }
@@ -71,7 +96,10 @@ export function wordSpans(pieces: Piece[], ids: ArrayLike<number>): WordSpan[] {
     chars = m.index! + m[0].length;
     bytes += length;
   }
-  return spans;
+  if (end < 0) return { spans, cue: -1, cueEnd: -1 };
+  let colon = end + 1;
+  while (colon < ids.length && !pieces[ids[colon]]?.bytes.includes(COLON)) colon++;
+  return { spans, cue: end, cueEnd: colon < ids.length ? colon + 1 : end + 1 };
 }
 
 /** The words an adapter keeps vectors for, and how to find them in token ids. */
@@ -94,8 +122,10 @@ export function vocabularyOf(pieces: Piece[], sequences: Iterable<ArrayLike<numb
 }
 
 export class WordVectors {
-  /** [words, n_embd], one row per word of `words`. */
+  /** [words, n_embd], one row per word of `words`, added at the word's tokens. */
   readonly table: tf.Variable<tf.Rank.R2>;
+  /** [words, n_embd], the word bag's vectors (when bagScale > 0), averaged over a question at its answer cue. */
+  readonly bag?: tf.Variable<tf.Rank.R2>;
   readonly words: string[];
   private readonly pieces: Piece[];
   private readonly index: Map<string, number>;
@@ -104,6 +134,7 @@ export class WordVectors {
     { pieces, words }: Vocabulary,
     readonly scale: number,
     width: number,
+    readonly bagScale = 0,
   ) {
     this.pieces = pieces;
     this.words = words;
@@ -111,31 +142,60 @@ export class WordVectors {
     this.index = new Map(words.map((w, i) => [w, i]));
     if (this.index.size !== words.length) throw new Error('word vectors: the word list repeats a word');
     this.table = variableFrom(tf.zeros([words.length, width]) as tf.Tensor2D, true);
+    if (bagScale > 0) this.bag = variableFrom(tf.zeros([words.length, width]) as tf.Tensor2D, true);
   }
 
-  /** Row of each position of ids [batch, seq] (row-major), −1 where no known word stands. */
-  rows(ids: ArrayLike<number>, batch: number, seq: number): Int32Array {
+  /**
+   * Where each row of ids [batch, seq] (row-major) reads its vectors. rows: per position, the row of
+   * `table` of the word that stands there, −1 where none does. For the bag: the rows of the question's
+   * known words, one per occurrence (`bagRows`), the row-major weights [batch, bagRows.length] that take
+   * each question's mean of them times bagScale, and per position the question whose cue holds it (−1: none).
+   */
+  read(ids: ArrayLike<number>, batch: number, seq: number): { rows: Int32Array; bagRows: number[]; bagWeights: Float32Array; cues: Int32Array } {
     const rows = new Int32Array(batch * seq).fill(-1);
+    const cues = new Int32Array(batch * seq).fill(-1);
+    const known: number[][] = [];
     for (let r = 0; r < batch; r++) {
       const line = Array.prototype.slice.call(ids, r * seq, (r + 1) * seq) as number[];
-      for (const { key, start, end } of wordSpans(this.pieces, line)) {
+      const { spans, cue, cueEnd } = readQuestion(this.pieces, line);
+      const found: number[] = [];
+      for (const { key, start, end: stop } of spans) {
         const row = this.index.get(key);
-        if (row !== undefined) rows.fill(row, r * seq + start, r * seq + end);
+        if (row === undefined) continue;
+        rows.fill(row, r * seq + start, r * seq + stop);
+        found.push(row);
       }
+      known.push(found);
+      if (cue >= 0) cues.fill(r, r * seq + cue, r * seq + cueEnd);
     }
-    return rows;
+    const bagRows = known.flat();
+    const bagWeights = new Float32Array(batch * bagRows.length);
+    let k = 0;
+    known.forEach((found, r) => {
+      for (let j = 0; j < found.length; j++) bagWeights[r * bagRows.length + k++] = this.bagScale / found.length;
+    });
+    return { rows, bagRows, bagWeights, cues };
   }
 
-  /** scale · (the word's vector) at each position of ids [batch, seq], zero elsewhere: [batch*seq, n_embd]. */
+  /**
+   * What the vectors add to the input embedding of ids [batch, seq]: scale · (the word's vector) at each
+   * word's tokens, and with a bag, bagScale · (the mean of the question's bag vectors) at its answer
+   * cue; zero elsewhere. [batch*seq, n_embd].
+   */
   embed(ids: tf.Tensor2D): tf.Tensor2D {
     const [b, t] = ids.shape;
-    const rows = this.rows(ids.dataSync(), b, t);
-    const at = tf.tensor1d(Int32Array.from(rows, (r) => Math.max(r, 0)), 'int32');
-    const mask = tf.tensor2d(Float32Array.from(rows, (r) => (r < 0 ? 0 : this.scale)), [b * t, 1]);
-    return tf.mul(tf.gather(this.table, at), mask);
+    const { rows, bagRows, bagWeights, cues } = this.read(ids.dataSync(), b, t);
+    const onRows = (table: tf.Tensor2D, at: Int32Array, weight: number): tf.Tensor2D =>
+      tf.mul(tf.gather(table, tf.tensor1d(Int32Array.from(at, (r) => Math.max(r, 0)), 'int32')), tf.tensor2d(Float32Array.from(at, (r) => (r < 0 ? 0 : weight)), [b * t, 1]));
+    const words = onRows(this.table, rows, this.scale);
+    if (!this.bag || bagRows.length === 0 || cues.every((r) => r < 0)) return words;
+    // [b, n_embd]: each question's weighted mean of its words' bag vectors.
+    const means = tf.matMul(tf.tensor2d(bagWeights, [b, bagRows.length]), tf.gather(this.bag, tf.tensor1d(bagRows, 'int32'))) as tf.Tensor2D;
+    return tf.add(words, onRows(means, cues, 1));
   }
 
   dispose(): void {
     this.table.dispose();
+    this.bag?.dispose();
   }
 }
