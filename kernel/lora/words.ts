@@ -19,8 +19,9 @@
  * prompt's answer cue, the newline that ends the question through the ":" of "Answer:". That is a
  * bag-of-words reading of the whole question, a fastText-style mean of evidence, given to the positions
  * the answer is read from; the model's attention otherwise has to gather a name's evidence from pieces
- * spread over the question. The cue lies in the prompt, so decoding adds it in its first pass as training
- * does; a prompt with no ":" after its newline has the newline alone as its cue.
+ * spread over the question. The cue lies in the prompt that formatPrompt writes, so decoding adds it in
+ * its first pass as training does. A prompt with no ":" after its newline has the newline alone as its
+ * cue; decoding without the key-value cache would then find the first ":" of the decoded text instead.
  */
 import * as tf from '../backend/tf';
 import type { Tokenizer } from '../tokenizer';
@@ -72,6 +73,7 @@ export interface Question {
 
 const COLON = 0x3a;
 
+/** The words of `ids` before its first newline, and its answer cue: that newline through the next ":". */
 export function readQuestion(pieces: Piece[], ids: ArrayLike<number>): Question {
   const tokenOfByte: number[] = [];
   const parts: Uint8Array[] = [];
