@@ -149,34 +149,35 @@ export class WordVectors {
 
   /**
    * Where each row of ids [batch, seq] (row-major) reads its vectors. rows: per position, the row of
-   * `table` of the word that stands there, −1 where none does. For the bag: the rows of the question's
-   * known words, one per occurrence (`bagRows`), the row-major weights [batch, bagRows.length] that take
-   * each question's mean of them times bagScale, and per position the question whose cue holds it (−1: none).
+   * `table` of the word that stands there, −1 where none does. With a bag, `bag` holds the rows of the
+   * questions' known words, one per occurrence, the row-major weights [batch, rows.length] that take each
+   * question's mean of them times bagScale, and per position the question whose cue holds it (−1: none).
    */
-  read(ids: ArrayLike<number>, batch: number, seq: number): { rows: Int32Array; bagRows: number[]; bagWeights: Float32Array; cues: Int32Array } {
+  private read(ids: ArrayLike<number>, batch: number, seq: number): { rows: Int32Array; bag?: { rows: number[]; weights: Float32Array; cues: Int32Array } } {
     const rows = new Int32Array(batch * seq).fill(-1);
-    const cues = new Int32Array(batch * seq).fill(-1);
-    const known: number[][] = [];
+    const questions: Array<{ found: number[]; cue: number; cueEnd: number }> = [];
     for (let r = 0; r < batch; r++) {
       const line = Array.prototype.slice.call(ids, r * seq, (r + 1) * seq) as number[];
       const { spans, cue, cueEnd } = readQuestion(this.pieces, line);
       const found: number[] = [];
-      for (const { key, start, end: stop } of spans) {
+      for (const { key, start, end } of spans) {
         const row = this.index.get(key);
         if (row === undefined) continue;
-        rows.fill(row, r * seq + start, r * seq + stop);
+        rows.fill(row, r * seq + start, r * seq + end);
         found.push(row);
       }
-      known.push(found);
-      if (cue >= 0) cues.fill(r, r * seq + cue, r * seq + cueEnd);
+      questions.push({ found, cue, cueEnd });
     }
-    const bagRows = known.flat();
-    const bagWeights = new Float32Array(batch * bagRows.length);
+    if (!this.bag) return { rows };
+    const bagRows = questions.flatMap((q) => q.found);
+    const weights = new Float32Array(batch * bagRows.length);
+    const cues = new Int32Array(batch * seq).fill(-1);
     let k = 0;
-    known.forEach((found, r) => {
-      for (let j = 0; j < found.length; j++) bagWeights[r * bagRows.length + k++] = this.bagScale / found.length;
+    questions.forEach(({ found, cue, cueEnd }, r) => {
+      for (let j = 0; j < found.length; j++) weights[r * bagRows.length + k++] = this.bagScale / found.length;
+      if (cue >= 0) cues.fill(r, r * seq + cue, r * seq + cueEnd);
     });
-    return { rows, bagRows, bagWeights, cues };
+    return { rows, bag: { rows: bagRows, weights, cues } };
   }
 
   /**
@@ -186,14 +187,14 @@ export class WordVectors {
    */
   embed(ids: tf.Tensor2D): tf.Tensor2D {
     const [b, t] = ids.shape;
-    const { rows, bagRows, bagWeights, cues } = this.read(ids.dataSync(), b, t);
+    const { rows, bag } = this.read(ids.dataSync(), b, t);
     const onRows = (table: tf.Tensor2D, at: Int32Array, weight: number): tf.Tensor2D =>
       tf.mul(tf.gather(table, tf.tensor1d(Int32Array.from(at, (r) => Math.max(r, 0)), 'int32')), tf.tensor2d(Float32Array.from(at, (r) => (r < 0 ? 0 : weight)), [b * t, 1]));
     const words = onRows(this.table, rows, this.scale);
-    if (!this.bag || bagRows.length === 0 || cues.every((r) => r < 0)) return words;
+    if (!bag || bag.rows.length === 0 || bag.cues.every((r) => r < 0)) return words;
     // [b, n_embd]: each question's weighted mean of its words' bag vectors.
-    const means = tf.matMul(tf.tensor2d(bagWeights, [b, bagRows.length]), tf.gather(this.bag, tf.tensor1d(bagRows, 'int32'))) as tf.Tensor2D;
-    return tf.add(words, onRows(means, cues, 1));
+    const means = tf.matMul(tf.tensor2d(bag.weights, [b, bag.rows.length]), tf.gather(this.bag!, tf.tensor1d(bag.rows, 'int32'))) as tf.Tensor2D;
+    return tf.add(words, onRows(means, bag.cues, 1));
   }
 
   dispose(): void {
