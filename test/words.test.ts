@@ -11,12 +11,13 @@ import { GPT2Model } from '../kernel/model/gpt2';
 import { ConfigError } from '../kernel/model/config';
 import { makeLoraConfig } from '../kernel/lora/config';
 import { type LoraAdapter, WORD_BAG, WORD_VECTORS } from '../kernel/lora/adapter';
-import { loadAdapter, saveAdapter, WORD_VECTORS_FILE } from '../kernel/lora/peft';
+import { assignAdapterWeights, loadAdapter, saveAdapter, WORD_VECTORS_FILE } from '../kernel/lora/peft';
 import { readQuestion, tokenPieces, vocabularyFor, vocabularyOf, type WordVectors, wordSpans } from '../kernel/lora/words';
 import { loadModel } from '../kernel/model/io';
 import { loadExamples } from '../kernel/data/load';
 import { formatPrompt } from '../kernel/data/example';
 import { readSafetensors, writeSafetensors } from '../kernel/model/safetensors';
+import type { NamedArrays } from '../kernel/model/tensor';
 import { finetune } from '../kernel/train/finetune';
 import { Tokenizer } from '../kernel/tokenizer';
 import { projectPath } from '../kernel/paths';
@@ -107,10 +108,17 @@ describe('which tokens make a word', () => {
     for (const [i, q] of questions.entries()) expect(wordSpans(pieces, sequences[i]).map((s) => s.key)).toEqual(wordsOf(`Question: ${q}`));
     const counts = new Map<string, number>();
     for (const q of questions) for (const w of wordsOf(`Question: ${q}`)) counts.set(w, (counts.get(w) ?? 0) + 1);
-    const vocab = vocabularyOf(pieces, sequences);
+    const { words: vocab, idf } = vocabularyOf(pieces, sequences);
     expect(new Set(vocab)).toEqual(new Set(counts.keys()));
     expect(vocab[0]).toBe('question'); // once per prompt, the commonest
     for (let i = 1; i < vocab.length; i++) expect(counts.get(vocab[i - 1])!).toBeGreaterThanOrEqual(counts.get(vocab[i])!);
+    // The bag's weights: smoothed inverse document frequency, as scikit-learn's TfidfVectorizer computes it.
+    const n = questions.length;
+    for (const [i, w] of vocab.entries()) {
+      const df = questions.filter((q) => wordsOf(`Question: ${q}`).includes(w)).length;
+      expect(idf[i]).toBeCloseTo(Math.log((1 + n) / (1 + df)) + 1, 5);
+    }
+    expect(idf[0]).toBeCloseTo(1, 6); // "question" is in every prompt
   });
 });
 
@@ -127,7 +135,10 @@ describe('word vectors on a model', () => {
     const model = GPT2Model.random(cfg, 3);
     const ids = [prompt('Where is 12?').slice(0, 14)];
     const base = logitsOf(model, ids);
-    model.addAdapter('w', makeLoraConfig({ r: 2, wordVectors: 0.3, wordBag: 3 }, cfg), 0, { pieces: tokenPieces(tok), words: ['where', 'is', '12'] });
+    const vocabulary = { pieces: tokenPieces(tok), words: ['where', 'is', '12'] };
+    const config = makeLoraConfig({ r: 2, wordVectors: 0.3, wordBag: 3 }, cfg);
+    expect(() => model.addAdapter('w', config, 0, vocabulary)).toThrow("a word bag needs each word's inverse document frequency: 0 given for 3 words");
+    model.addAdapter('w', config, 0, { ...vocabulary, idf: Float32Array.of(1, 1.5, 2) });
     expect(model.activeAdapter!.words!.bag).toBeDefined();
     expect(bitIdentical(logitsOf(model, ids), base)).toBe(true);
     model.dispose();
@@ -156,7 +167,7 @@ describe('word vectors on a model', () => {
     model.dispose();
   });
 
-  it('the word bag adds, at the answer cue only, its scale times the mean of the question\'s bag vectors', () => {
+  it('the word bag adds, at the answer cue only, the IDF-weighted mean of the question\'s bag vectors scaled to RMS its scale', () => {
     const model = GPT2Model.random(cfg, 3);
     const { words } = withNoisyWords(model, ['Is 12 far?', 'Where is 7?'], 0.3, 2);
     // "far", "where" and "7" are no word of this question; "is" stands twice.
@@ -166,7 +177,13 @@ describe('word vectors on a model', () => {
     const bag = words.bag!.arraySync();
     const known = wordsOf('Question: Is 12 is?').filter((w) => words.words.includes(w));
     expect(known).toEqual(['question', 'is', '12', 'is']);
-    const mean = bag[0].map((_, j) => (2 * known.reduce((sum, w) => sum + bag[words.words.indexOf(w)][j], 0)) / known.length);
+    // The weights are the words' IDF over the adapter's two training questions ("is" in both, "12" in one).
+    const idfOf = (w: string) => Math.log(3 / (1 + ['Is 12 far?', 'Where is 7?'].filter((q) => wordsOf(`Question: ${q}`).includes(w)).length)) + 1;
+    expect(Array.from(words.idf!)).toEqual(words.words.map((w) => Math.fround(idfOf(w))));
+    const total = known.reduce((sum, w) => sum + idfOf(w), 0);
+    const weighted = bag[0].map((_, j) => known.reduce((sum, w) => sum + idfOf(w) * bag[words.words.indexOf(w)][j], 0) / total);
+    const rms = Math.sqrt(weighted.reduce((sum, x) => sum + x * x, 0) / weighted.length + 1e-6);
+    const mean = weighted.map((x) => (2 * x) / rms);
     const spans = wordSpans(tokenPieces(tok), ids);
     const cue = ids.length - ' Far'.length - '\nAnswer:'.length;
     for (let p = 0; p < ids.length; p++) {
@@ -221,7 +238,7 @@ describe('word vectors on a model', () => {
     model.dispose();
   });
 
-  it('with a word bag: saved as "word_bag" with its scale, loaded back to the same logits; a file without it is refused', () => {
+  it('with a word bag: saved as "word_bag" with its words\' weights and size, loaded back to the same logits; a file lacking them is refused', () => {
     const model = GPT2Model.random(cfg, 3);
     const { adapter: a, words } = withNoisyWords(model, ['Where is 12?', 'What is 7?'], 0.7, 2.5);
     const ids = [prompt('What is 12?')];
@@ -229,17 +246,27 @@ describe('word vectors on a model', () => {
     saveAdapter(a, dir, 'base');
     const file = path.join(dir, WORD_VECTORS_FILE);
     const { tensors, metadata } = readSafetensors(file);
-    expect(Number(metadata.bag_scale)).toBe(2.5);
+    expect(Number(metadata.bag_rms)).toBe(2.5);
+    expect(Array.from(tensors.get('bag_idf')!.data)).toEqual(Array.from(words.idf!));
     expect(maxAbsDiff(tensors.get('word_bag')!.data, words.bag!.dataSync())).toBe(0);
     const fresh = GPT2Model.random(cfg, 3);
     const loaded = loadAdapter(fresh, dir, 'loaded', tok);
     expect(loaded.config).toMatchObject({ wordVectors: 0.7, wordBag: 2.5 });
     expect(maxAbsDiff(logitsOf(fresh, ids), want)).toBe(0);
     fresh.removeAdapter('loaded');
-    const vectors = tensors.get('word_vectors')!;
-    writeSafetensors(file, new Map([['word_vectors', { shape: vectors.shape, data: vectors.data as Float32Array }]]), metadata);
-    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: missing tensor "word_bag" (expected shape [${words.words.length}, ${cfg.n_embd}])`);
+    const n = words.words.length;
+    const without = (name: string, extra: NamedArrays = new Map()) =>
+      writeSafetensors(file, new Map([...[...tensors].filter(([k]) => k !== name).map(([k, t]) => [k, { shape: t.shape, data: t.data as Float32Array }] as const), ...extra]), metadata);
+    without('word_bag');
+    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: missing tensor "word_bag" (expected shape [${n}, ${cfg.n_embd}])`);
+    without('bag_idf');
+    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: missing tensor "bag_idf" (expected shape [${n}])`);
+    without('bag_idf', new Map([['bag_idf', { shape: [n], data: new Float32Array(n) }]]));
+    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: tensor "bag_idf" must hold numbers > 0, one weight per word`);
     expect(fresh.adapters.size).toBe(0);
+    // Weights other than those the training questions give (read into the same adapter, as a resume does).
+    without('bag_idf', new Map([['bag_idf', { shape: [n], data: words.idf!.map((x, i) => (i === 1 ? x + 1 : x)) }]]));
+    expect(() => assignAdapterWeights(a, dir)).toThrow(`${file}: tensor "bag_idf" differs from the adapter's weight of "${words.words[1]}" (row 1); the training questions changed`);
     fresh.dispose();
     model.dispose();
   });

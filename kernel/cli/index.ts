@@ -37,7 +37,7 @@ function trainingOptions(cmd: Command, d: Partial<typeof MAIN_JOB_DEFAULTS> = {}
     .option('--alpha <a>', 'LoRA alpha, the update scaled by alpha/r (default: 2 × rank)', num('--alpha'), d.alpha)
     .option('--dropout <p>', 'LoRA dropout', num('--dropout'), d.dropout ?? 0)
     .option('--word-vectors <scale>', 'train a vector per word of the training questions beside LoRA, added to the input embedding of the word\'s tokens times this scale (0: off)', num('--word-vectors'), d.wordVectors ?? 0)
-    .option('--word-bag <scale>', 'with --word-vectors: a second vector per word; the mean of the question\'s, times this scale, is added to the input embedding of the prompt\'s "\\nAnswer:", where the answer is read (0: off)', num('--word-bag'), d.wordBag ?? 0)
+    .option('--word-bag <rms>', 'with --word-vectors: a second vector per word; the question\'s mean of them, weighted by each word\'s inverse document frequency and scaled to this root mean square, is added to the input embedding of the prompt\'s "\\nAnswer:", where the answer is read (0: off)', num('--word-bag'), d.wordBag ?? 0)
     .option('--word-dropout <p>', 'question augmentation: drop each question word with this probability, in examples drawn afresh each epoch with --augment-probability (0: off)', num('--word-dropout'), d.wordDropout ?? 0)
     .option('--rare-word-dropout <p>', 'with --word-dropout: drop a word found in only one training question with this probability instead; commoner words go up to --word-dropout on a log scale (default: all words alike)', num('--rare-word-dropout'), d.rareWordDropout)
     .option('--augment-probability <f>', 'probability that an example\'s question is augmented in an epoch (default 0.75)', num('--augment-probability'), d.augmentProbability)

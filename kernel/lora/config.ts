@@ -36,7 +36,7 @@ export interface LoraConfig {
    * Saved apart from PEFT's config, in word_vectors.safetensors.
    */
   wordVectors?: number;
-  /** Scale of the word bag (lora/words), trained with the word vectors' words; absent means none. */
+  /** Root mean square of what the word bag (lora/words) adds, trained with the word vectors' words; absent means none. */
   wordBag?: number;
 }
 
@@ -52,7 +52,7 @@ export interface LoraConfigInput {
   dropoutPattern?: Record<string, number>;
   /** Word vectors' scale; 0 or absent: none. */
   wordVectors?: number;
-  /** Word bag's scale; 0 or absent: none. Needs wordVectors. */
+  /** Word bag's root mean square; 0 or absent: none. Needs wordVectors. */
   wordBag?: number;
 }
 

@@ -4,7 +4,8 @@
  * while we compute with A [in, r] and B [r, out]). The folder is replaced atomically. An adapter with
  * word vectors (lora/words) adds word_vectors.safetensors, which PEFT does not read: the tensor
  * "word_vectors" [words, n_embd], with the word list (JSON) and the scale in its metadata, and with a
- * word bag also "word_bag" [words, n_embd], its scale in the metadata's "bag_scale".
+ * word bag also "word_bag" [words, n_embd] and "bag_idf" [words] (each word's weight in the bag's mean),
+ * the root mean square of what the bag adds in the metadata's "bag_rms".
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -22,6 +23,7 @@ const PREFIX = 'base_model.model.';
 export const WORD_VECTORS_FILE = 'word_vectors.safetensors';
 const WORD_TENSOR = 'word_vectors';
 const BAG_TENSOR = 'word_bag';
+const IDF_TENSOR = 'bag_idf';
 
 export interface PeftAdapterConfig {
   peft_type: 'LORA';
@@ -90,17 +92,21 @@ export function writeAdapterFiles(adapter: LoraAdapter, dir: string, baseModel: 
     writeSafetensors(path.join(dir, WORD_VECTORS_FILE), wordVectorTensors(adapter), {
       scale: String(w.scale),
       words: JSON.stringify(w.words),
-      ...(w.bag ? { bag_scale: String(w.bagScale) } : {}),
+      ...(w.bag ? { bag_rms: String(w.bagScale) } : {}),
     });
   }
 }
 
-/** The adapter's word vectors (and word bag) as word_vectors.safetensors names them; empty without any. */
-export const wordVectorTensors = (adapter: LoraAdapter): NamedArrays =>
-  arraysOf(adapter.words ? [[WORD_TENSOR, adapter.words.table], ...(adapter.words.bag ? [[BAG_TENSOR, adapter.words.bag] as const] : [])] : []);
+/** The adapter's word vectors (and word bag, with its words' weights) as word_vectors.safetensors names them; empty without any. */
+export function wordVectorTensors(adapter: LoraAdapter): NamedArrays {
+  const w = adapter.words;
+  const named = arraysOf(w ? [[WORD_TENSOR, w.table], ...(w.bag ? [[BAG_TENSOR, w.bag] as const] : [])] : []);
+  if (w?.idf) named.set(IDF_TENSOR, { shape: [w.idf.length], data: w.idf.slice() });
+  return named;
+}
 
 /** A word_vectors.safetensors file, checked: its words, scales, vectors [words, width] and bag vectors if any. */
-function readWordFile(file: string, width: number): { words: string[]; scale: number; data: Float32Array; bag?: { scale: number; data: Float32Array } } {
+function readWordFile(file: string, width: number): { words: string[]; scale: number; data: Float32Array; bag?: { scale: number; data: Float32Array; idf: Float32Array } } {
   const { tensors, metadata } = readSafetensors(file);
   let words: unknown;
   try {
@@ -113,17 +119,22 @@ function readWordFile(file: string, width: number): { words: string[]; scale: nu
   }
   const scale = Number(metadata.scale);
   if (!Number.isFinite(scale) || scale <= 0) throw new Error(`${file}: metadata "scale" must be a number > 0, got ${JSON.stringify(metadata.scale)}`);
-  const expected = [words.length, width];
-  const tensor = (name: string): Float32Array => {
+  const rows = words.length;
+  const tensor = (name: string, expected = [rows, width]): Float32Array => {
     const t = tensors.get(name);
     if (!t) throw new Error(`${file}: missing tensor "${name}" (expected shape [${expected.join(', ')}])`);
     if (t.shape.join() !== expected.join()) throw new Error(`${file}: tensor "${name}" has shape [${t.shape.join(', ')}], expected [${expected.join(', ')}]`);
     return t.data as Float32Array;
   };
-  if (metadata.bag_scale === undefined) return { words, scale, data: tensor(WORD_TENSOR) };
-  const bagScale = Number(metadata.bag_scale);
-  if (!Number.isFinite(bagScale) || bagScale <= 0) throw new Error(`${file}: metadata "bag_scale" must be a number > 0, got ${JSON.stringify(metadata.bag_scale)}`);
-  return { words, scale, data: tensor(WORD_TENSOR), bag: { scale: bagScale, data: tensor(BAG_TENSOR) } };
+  if (metadata.bag_rms === undefined) {
+    if (tensors.has(BAG_TENSOR)) throw new Error(`${file}: holds tensor "${BAG_TENSOR}" but no metadata "bag_rms" (the size of what the bag adds)`);
+    return { words, scale, data: tensor(WORD_TENSOR) };
+  }
+  const bagScale = Number(metadata.bag_rms);
+  if (!Number.isFinite(bagScale) || bagScale <= 0) throw new Error(`${file}: metadata "bag_rms" must be a number > 0, got ${JSON.stringify(metadata.bag_rms)}`);
+  const idf = tensor(IDF_TENSOR, [rows]);
+  if (!idf.every((x) => Number.isFinite(x) && x > 0)) throw new Error(`${file}: tensor "${IDF_TENSOR}" must hold numbers > 0, one weight per word`);
+  return { words, scale, data: tensor(WORD_TENSOR), bag: { scale: bagScale, data: tensor(BAG_TENSOR), idf } };
 }
 
 /** makeLoraConfig's field names as adapter_config.json spells them, for errors about the file. */
@@ -215,7 +226,9 @@ export function assignAdapterWeights(adapter: LoraAdapter, dir: string): void {
   if (saved.words.length !== w.words.length || differ >= 0) {
     throw new Error(`${wordFile}: its ${saved.words.length} words are not the adapter's ${w.words.length} (first difference at row ${differ >= 0 ? differ : Math.min(saved.words.length, w.words.length)}); the training questions changed`);
   }
-  if (Boolean(saved.bag) !== Boolean(w.bag)) throw new Error(`${wordFile}: ${w.bag ? `missing the word bag (metadata "bag_scale" and tensor "${BAG_TENSOR}") that the adapter has` : 'holds a word bag that the adapter has not'}`);
+  if (Boolean(saved.bag) !== Boolean(w.bag)) throw new Error(`${wordFile}: ${w.bag ? `missing the word bag (metadata "bag_rms" and tensors "${BAG_TENSOR}", "${IDF_TENSOR}") that the adapter has` : 'holds a word bag that the adapter has not'}`);
+  const idfDiffers = w.idf?.findIndex((x, i) => x !== saved.bag!.idf[i]) ?? -1;
+  if (idfDiffers >= 0) throw new Error(`${wordFile}: tensor "${IDF_TENSOR}" differs from the adapter's weight of "${w.words[idfDiffers]}" (row ${idfDiffers}); the training questions changed`);
   tf.tidy(() => {
     w.table.assign(tf.tensor2d(saved.data, w.table.shape));
     if (w.bag) w.bag.assign(tf.tensor2d(saved.bag!.data, w.bag.shape));
@@ -233,7 +246,7 @@ export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(
   if (fs.existsSync(wordFile)) {
     if (!tokenizer) throw new Error(`${wordFile}: the adapter has word vectors; loading it needs the base model's tokenizer (loadAdapter's 4th argument)`);
     const saved = readWordFile(wordFile, model.config.n_embd);
-    vocabulary = { pieces: tokenPieces(tokenizer), words: saved.words };
+    vocabulary = { pieces: tokenPieces(tokenizer), words: saved.words, idf: saved.bag?.idf };
     config = { ...config, wordVectors: saved.scale, ...(saved.bag ? { wordBag: saved.bag.scale } : {}) };
   }
   const adapter = new LoraAdapter(name, config, model.config, 0, vocabulary);

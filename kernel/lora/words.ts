@@ -15,11 +15,15 @@
  * that holds part of it.
  *
  * A word bag adds a second vector per word, read where the answer starts rather than where the word
- * stands: the mean of the bag vectors of the question's words, times its own scale, is added at the
- * prompt's answer cue, the newline that ends the question through the ":" of "Answer:". That is a
- * bag-of-words reading of the whole question, a fastText-style mean of evidence, given to the positions
- * the answer is read from; the model's attention otherwise has to gather a name's evidence from pieces
- * spread over the question. The cue lies in the prompt that formatPrompt writes, so decoding adds it in
+ * stands: the mean of the bag vectors of the question's words, each weighted by its inverse document
+ * frequency over the training questions (as TF-IDF weighs a word), is scaled to a fixed root mean square
+ * (the bag's scale) and added at the prompt's answer cue, the newline that ends the question through the
+ * ":" of "Answer:". That is a bag-of-words reading of the whole question, a fastText-style mean of
+ * evidence, given to the positions the answer is read from; the model's attention otherwise has to gather
+ * a name's evidence from pieces spread over the question. The weighting lets the rare words that name a
+ * fact outweigh the frame words, and the fixed size keeps only the mean's direction: a reworded question
+ * shares fewer words with its fact's training questions, so its mean is shorter, yet it still points to
+ * the fact. The cue lies in the prompt that formatPrompt writes, so decoding adds it in
  * its first pass as training does. A prompt with no ":" after its newline has the newline alone as its
  * cue; decoding without the key-value cache would then find the first ":" of the decoded text instead.
  */
@@ -104,24 +108,41 @@ export function readQuestion(pieces: Piece[], ids: ArrayLike<number>): Question 
   return { spans, cue: end, cueEnd: colon < ids.length ? colon + 1 : end + 1 };
 }
 
-/** The words an adapter keeps vectors for, and how to find them in token ids. */
+/** The words an adapter keeps vectors for, how to find them in token ids, and the bag's weight of each. */
 export interface Vocabulary {
   pieces: Piece[];
   words: string[];
+  /** [words], each word's inverse document frequency over the training questions; needed by a word bag. */
+  idf?: Float32Array;
 }
 
 /** The vocabulary of token sequences (the training questions), read with `tokenizer`. */
 export function vocabularyFor(tokenizer: Tokenizer, sequences: Iterable<ArrayLike<number>>): Vocabulary {
   const pieces = tokenPieces(tokenizer);
-  return { pieces, words: vocabularyOf(pieces, sequences) };
+  return { pieces, ...vocabularyOf(pieces, sequences) };
 }
 
-/** The distinct words of the sequences, commonest first (ties in code-point order), for a stable table. */
-export function vocabularyOf(pieces: Piece[], sequences: Iterable<ArrayLike<number>>): string[] {
+/**
+ * The distinct words of the sequences, commonest first (ties in code-point order), for a stable table,
+ * and each word's smoothed inverse document frequency, ln((1 + n) / (1 + df)) + 1 over the n sequences,
+ * df of which hold the word (scikit-learn's TfidfVectorizer default).
+ */
+export function vocabularyOf(pieces: Piece[], sequences: Iterable<ArrayLike<number>>): { words: string[]; idf: Float32Array } {
   const counts = new Map<string, number>();
-  for (const ids of sequences) for (const { key } of wordSpans(pieces, ids)) counts.set(key, (counts.get(key) ?? 0) + 1);
-  return [...counts].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0)).map(([w]) => w);
+  const holding = new Map<string, number>();
+  let n = 0;
+  for (const ids of sequences) {
+    n++;
+    const keys = wordSpans(pieces, ids).map((s) => s.key);
+    for (const key of keys) counts.set(key, (counts.get(key) ?? 0) + 1);
+    for (const key of new Set(keys)) holding.set(key, (holding.get(key) ?? 0) + 1);
+  }
+  const words = [...counts].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0)).map(([w]) => w);
+  return { words, idf: Float32Array.from(words, (w) => Math.log((1 + n) / (1 + holding.get(w)!)) + 1) };
 }
+
+/** Keeps the bag's mean finite and zero for a question with no known word (its mean is 0). */
+const RMS_EPSILON = 1e-6;
 
 export class WordVectors {
   /** [words, n_embd], one row per word of `words`, added at the word's tokens. */
@@ -129,11 +150,13 @@ export class WordVectors {
   /** [words, n_embd], the word bag's vectors (when bagScale > 0), averaged over a question at its answer cue. */
   readonly bag?: tf.Variable<tf.Rank.R2>;
   readonly words: string[];
+  /** [words], the bag's weight of each word (its inverse document frequency); with a bag only. */
+  readonly idf?: Float32Array;
   private readonly pieces: Piece[];
   private readonly index: Map<string, number>;
 
   constructor(
-    { pieces, words }: Vocabulary,
+    { pieces, words, idf }: Vocabulary,
     readonly scale: number,
     width: number,
     readonly bagScale = 0,
@@ -144,14 +167,18 @@ export class WordVectors {
     this.index = new Map(words.map((w, i) => [w, i]));
     if (this.index.size !== words.length) throw new Error('word vectors: the word list repeats a word');
     this.table = variableFrom(tf.zeros([words.length, width]) as tf.Tensor2D, true);
-    if (bagScale > 0) this.bag = variableFrom(tf.zeros([words.length, width]) as tf.Tensor2D, true);
+    if (bagScale > 0) {
+      if (idf?.length !== words.length) throw new Error(`a word bag needs each word's inverse document frequency: ${idf?.length ?? 0} given for ${words.length} words`);
+      this.idf = idf;
+      this.bag = variableFrom(tf.zeros([words.length, width]) as tf.Tensor2D, true);
+    }
   }
 
   /**
    * Where each row of ids [batch, seq] (row-major) reads its vectors. rows: per position, the row of
    * `table` of the word that stands there, −1 where none does. With a bag, `bag` holds the rows of the
    * questions' known words, one per occurrence, the row-major weights [batch, rows.length] that take each
-   * question's mean of them times bagScale, and per position the question whose cue holds it (−1: none).
+   * question's IDF-weighted mean of them, and per position the question whose cue holds it (−1: none).
    */
   private read(ids: ArrayLike<number>, batch: number, seq: number): { rows: Int32Array; bag?: { rows: number[]; weights: Float32Array; cues: Int32Array } } {
     const rows = new Int32Array(batch * seq).fill(-1);
@@ -173,8 +200,10 @@ export class WordVectors {
     const weights = new Float32Array(batch * bagRows.length);
     const cues = new Int32Array(batch * seq).fill(-1);
     let k = 0;
+    const idf = this.idf!;
     questions.forEach(({ found, cue, cueEnd }, r) => {
-      for (let j = 0; j < found.length; j++) weights[r * bagRows.length + k++] = this.bagScale / found.length;
+      const total = found.reduce((sum, row) => sum + idf[row], 0);
+      for (const row of found) weights[r * bagRows.length + k++] = idf[row] / total;
       if (cue >= 0) cues.fill(r, r * seq + cue, r * seq + cueEnd);
     });
     return { rows, bag: { rows: bagRows, weights, cues } };
@@ -182,8 +211,9 @@ export class WordVectors {
 
   /**
    * What the vectors add to the input embedding of ids [batch, seq]: scale · (the word's vector) at each
-   * word's tokens, and with a bag, bagScale · (the mean of the question's bag vectors) at its answer
-   * cue; zero elsewhere. [batch*seq, n_embd].
+   * word's tokens, and with a bag, at its answer cue, the IDF-weighted mean m of the question's bag
+   * vectors scaled to root mean square bagScale, bagScale · m / sqrt(mean(m²) + ε); zero elsewhere.
+   * [batch*seq, n_embd].
    */
   embed(ids: tf.Tensor2D): tf.Tensor2D {
     const [b, t] = ids.shape;
@@ -192,9 +222,10 @@ export class WordVectors {
       tf.mul(tf.gather(table, tf.tensor1d(Int32Array.from(at, (r) => Math.max(r, 0)), 'int32')), tf.tensor2d(Float32Array.from(at, (r) => (r < 0 ? 0 : weight)), [b * t, 1]));
     const words = onRows(this.table, rows, this.scale);
     if (!bag || bag.rows.length === 0 || bag.cues.every((r) => r < 0)) return words;
-    // [b, n_embd]: each question's weighted mean of its words' bag vectors.
+    // [b, n_embd]: each question's weighted mean of its words' bag vectors, then scaled to RMS bagScale.
     const means = tf.matMul(tf.tensor2d(bag.weights, [b, bag.rows.length]), tf.gather(this.bag!, tf.tensor1d(bag.rows, 'int32'))) as tf.Tensor2D;
-    return tf.add(words, onRows(means, bag.cues, 1));
+    const sized = tf.mul(means, tf.div(this.bagScale, tf.sqrt(tf.add(tf.mean(tf.square(means), 1, true), RMS_EPSILON))));
+    return tf.add(words, onRows(sized as tf.Tensor2D, bag.cues, 1));
   }
 
   dispose(): void {
