@@ -263,6 +263,10 @@ describe('word vectors on a model', () => {
     expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: missing tensor "bag_idf" (expected shape [${n}])`);
     without('bag_idf', new Map([['bag_idf', { shape: [n], data: new Float32Array(n) }]]));
     expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: tensor "bag_idf" must hold numbers > 0, one weight per word`);
+    // A bag with no size (as the plain-mean bag, which kept a scale in "bag_scale", was saved).
+    const { bag_rms: _, ...unsized } = metadata;
+    writeSafetensors(file, new Map([...tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data as Float32Array }] as const)), { ...unsized, bag_scale: '3' });
+    expect(() => loadAdapter(fresh, dir, 'x', tok)).toThrow(`${file}: holds tensor "word_bag" but no metadata "bag_rms" (the size of what the bag adds)`);
     expect(fresh.adapters.size).toBe(0);
     // Weights other than those the training questions give (read into the same adapter, as a resume does).
     without('bag_idf', new Map([['bag_idf', { shape: [n], data: words.idf!.map((x, i) => (i === 1 ? x + 1 : x)) }]]));
