@@ -105,8 +105,16 @@ export function wordVectorTensors(adapter: LoraAdapter): NamedArrays {
   return named;
 }
 
-/** A word_vectors.safetensors file, checked: its words, scales, vectors [words, width] and bag vectors if any. */
-function readWordFile(file: string, width: number): { words: string[]; scale: number; data: Float32Array; bag?: { scale: number; data: Float32Array; idf: Float32Array } } {
+/** A word_vectors.safetensors file's contents: its words, scales, vectors [words, width] and bag (vectors and weights) if any. */
+interface WordFile {
+  words: string[];
+  scale: number;
+  data: Float32Array;
+  bag?: { scale: number; data: Float32Array; idf: Float32Array };
+}
+
+/** Reads and checks a word_vectors.safetensors file. */
+function readWordFile(file: string, width: number): WordFile {
   const { tensors, metadata } = readSafetensors(file);
   let words: unknown;
   try {
@@ -199,9 +207,10 @@ export function readAdapterConfig(dir: string, model: GPT2Model): LoraConfig {
 
 /**
  * Fills `adapter`'s A and B from the folder's adapter_model.safetensors, checking every name and shape,
- * and its word vectors, if it has them, from word_vectors.safetensors, which must hold the same words.
+ * and its word vectors, if it has them, from word_vectors.safetensors, which must hold the same words
+ * (`words`: that file already read, as loadAdapter has it).
  */
-export function assignAdapterWeights(adapter: LoraAdapter, dir: string): void {
+export function assignAdapterWeights(adapter: LoraAdapter, dir: string, words?: WordFile): void {
   const file = path.join(dir, 'adapter_model.safetensors');
   if (!fs.existsSync(file)) throw new Error(`${file}: not found`);
   const { tensors } = readSafetensors(file);
@@ -220,8 +229,8 @@ export function assignAdapterWeights(adapter: LoraAdapter, dir: string): void {
   const w = adapter.words;
   if (!w) return;
   const wordFile = path.join(dir, WORD_VECTORS_FILE);
-  if (!fs.existsSync(wordFile)) throw new Error(`${wordFile}: not found (the adapter has word vectors)`);
-  const saved = readWordFile(wordFile, w.table.shape[1]);
+  if (!words && !fs.existsSync(wordFile)) throw new Error(`${wordFile}: not found (the adapter has word vectors)`);
+  const saved = words ?? readWordFile(wordFile, w.table.shape[1]);
   const differ = saved.words.findIndex((x, i) => x !== w.words[i]);
   if (saved.words.length !== w.words.length || differ >= 0) {
     throw new Error(`${wordFile}: its ${saved.words.length} words are not the adapter's ${w.words.length} (first difference at row ${differ >= 0 ? differ : Math.min(saved.words.length, w.words.length)}); the training questions changed`);
@@ -242,16 +251,17 @@ export function assignAdapterWeights(adapter: LoraAdapter, dir: string): void {
 export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(path.resolve(dir)), tokenizer?: Tokenizer): LoraAdapter {
   let config = readAdapterConfig(dir, model);
   let vocabulary: Vocabulary | undefined;
+  let saved: WordFile | undefined;
   const wordFile = path.join(dir, WORD_VECTORS_FILE);
   if (fs.existsSync(wordFile)) {
     if (!tokenizer) throw new Error(`${wordFile}: the adapter has word vectors; loading it needs the base model's tokenizer (loadAdapter's 4th argument)`);
-    const saved = readWordFile(wordFile, model.config.n_embd);
+    saved = readWordFile(wordFile, model.config.n_embd);
     vocabulary = { pieces: tokenPieces(tokenizer), words: saved.words, idf: saved.bag?.idf };
     config = { ...config, wordVectors: saved.scale, ...(saved.bag ? { wordBag: saved.bag.scale } : {}) };
   }
   const adapter = new LoraAdapter(name, config, model.config, 0, vocabulary);
   try {
-    assignAdapterWeights(adapter, dir);
+    assignAdapterWeights(adapter, dir, saved);
   } catch (e) {
     adapter.dispose();
     throw e;

@@ -23,9 +23,9 @@
  * a name's evidence from pieces spread over the question. The weighting lets the rare words that name a
  * fact outweigh the frame words, and the fixed size keeps only the mean's direction: a reworded question
  * shares fewer words with its fact's training questions, so its mean is shorter, yet it still points to
- * the fact. The cue lies in the prompt that formatPrompt writes, so decoding adds it in
- * its first pass as training does. A prompt with no ":" after its newline has the newline alone as its
- * cue; decoding without the key-value cache would then find the first ":" of the decoded text instead.
+ * the fact. The cue lies in the prompt that formatPrompt writes, so decoding adds it in its first pass as
+ * training does. A prompt with no ":" after its newline has the newline alone as its cue; decoding
+ * without the key-value cache would then find the first ":" of the decoded text instead.
  */
 import * as tf from '../backend/tf';
 import type { Tokenizer } from '../tokenizer';
@@ -125,7 +125,9 @@ export function vocabularyFor(tokenizer: Tokenizer, sequences: Iterable<ArrayLik
 /**
  * The distinct words of the sequences, commonest first (ties in code-point order), for a stable table,
  * and each word's smoothed inverse document frequency, ln((1 + n) / (1 + df)) + 1 over the n sequences,
- * df of which hold the word (scikit-learn's TfidfVectorizer default).
+ * df of which hold the word (scikit-learn's TfidfVectorizer default). Counted here, in the same pass,
+ * rather than with augment's wordFrequencies: the bag's words are read from token ids, as `embed` reads
+ * them, not split from the question's text.
  */
 export function vocabularyOf(pieces: Piece[], sequences: Iterable<ArrayLike<number>>): { words: string[]; idf: Float32Array } {
   const counts = new Map<string, number>();
