@@ -13,6 +13,9 @@ import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
 import type { QAExample } from '../kernel/data/example';
 import { type Batch, collate } from '../kernel/data/batch';
 import { tokenizeExample } from '../kernel/data/tokenize';
+import type { LoraAdapter } from '../kernel/lora/adapter';
+import { saveAdapter, WORD_VECTORS_FILE } from '../kernel/lora/peft';
+import { readSafetensors } from '../kernel/model/safetensors';
 
 export function byteTokenizer(): Tokenizer {
   return Tokenizer.fromJSON(byteLevelTokenizerJSON({ specialTokens: ['<|endoftext|>'] }));
@@ -198,4 +201,12 @@ export function utf8Prefix(bytes: number[]): boolean {
   } catch {
     return false;
   }
+}
+
+/** Saves `adapter` into `dir` and reads back its word_vectors.safetensors, with the logits of `ids` that a reload must give. */
+export function savedWordFile(model: GPT2Model, adapter: LoraAdapter, dir: string, ids: number[][]) {
+  const want = logitsOf(model, ids);
+  saveAdapter(adapter, dir, 'base');
+  const file = path.join(dir, WORD_VECTORS_FILE);
+  return { want, file, ...readSafetensors(file) };
 }

@@ -13,7 +13,7 @@ import { makeConfig } from '../kernel/model/config';
 import { GPT2Model } from '../kernel/model/gpt2';
 import { makeLoraConfig } from '../kernel/lora/config';
 import { loadAdapter } from '../kernel/lora/peft';
-import { WORD_BAG, WORD_VECTORS } from '../kernel/lora/adapter';
+import { ANSWER_VALUES, WORD_BAG, WORD_VECTORS } from '../kernel/lora/adapter';
 import { AdamW } from '../kernel/train/adamw';
 import { checkpointStep, hasCheckpoint, loadCheckpoint, STATE_FILE } from '../kernel/train/checkpoint';
 import { TrainingClient } from '../kernel/train/client';
@@ -481,7 +481,7 @@ describe('finetune', () => {
   const LORA_FILES = ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', STATE_FILE];
   it.each([
     ['lora', 'lora', 8, 3, LORA_FILES.sort(), {}],
-    ['lora with word vectors and a word bag', 'lora', 8, 3, [...LORA_FILES, 'word_vectors.safetensors'].sort(), { lora: { r: 4, alpha: 8, dropout: 0.1, wordVectors: 0.5, wordBag: 2 } }],
+    ['lora with word vectors, a word bag and an answer memory', 'lora', 8, 3, [...LORA_FILES, 'word_vectors.safetensors'].sort(), { lora: { r: 4, alpha: 8, dropout: 0.1, wordVectors: 0.5, wordBag: 2, answerMemory: 1 } }],
     ['full', 'full', 4, 2, ['model.safetensors', 'optimizer.safetensors', STATE_FILE].sort(), {}],
   ] as const)('%s: an interrupted run resumed from its checkpoint continues exactly like an uninterrupted one', async (_label, method, N, k, files, over) => {
     // The LoRA run also augments its questions and groups them by length: a resumed run must see the same batches.
@@ -499,8 +499,8 @@ describe('finetune', () => {
     expect(seenA).toEqual(expectedSaves);
     const lossesA = ra.history.map((h) => h.loss);
     const finalA = ra.client.model.trainableVariables(method).map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()] as const);
-    // Word vectors and the bag start at zero: they must have moved for their restoring to be tested.
-    for (const name of [WORD_VECTORS, WORD_BAG]) {
+    // Word vectors, the bag and the memory's values start at zero: they must have moved for their restoring to be tested.
+    for (const name of [WORD_VECTORS, WORD_BAG, ANSWER_VALUES]) {
       const words = finalA.find(([n]) => n === name);
       expect(words !== undefined).toBe('lora' in over);
       if (words) expect(Math.max(...words[1].map(Math.abs))).toBeGreaterThan(1e-3);

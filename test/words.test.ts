@@ -11,17 +11,17 @@ import { GPT2Model } from '../kernel/model/gpt2';
 import { ConfigError } from '../kernel/model/config';
 import { makeLoraConfig } from '../kernel/lora/config';
 import { type LoraAdapter, WORD_BAG, WORD_VECTORS } from '../kernel/lora/adapter';
-import { assignAdapterWeights, loadAdapter, saveAdapter, WORD_VECTORS_FILE } from '../kernel/lora/peft';
+import { assignAdapterWeights, loadAdapter } from '../kernel/lora/peft';
 import { readQuestion, tokenPieces, vocabularyFor, vocabularyOf, type WordVectors, wordSpans } from '../kernel/lora/words';
 import { loadModel } from '../kernel/model/io';
 import { loadExamples } from '../kernel/data/load';
 import { formatPrompt } from '../kernel/data/example';
-import { readSafetensors, writeSafetensors } from '../kernel/model/safetensors';
+import { writeSafetensors } from '../kernel/model/safetensors';
 import type { NamedArrays } from '../kernel/model/tensor';
 import { finetune } from '../kernel/train/finetune';
 import { Tokenizer } from '../kernel/tokenizer';
 import { projectPath } from '../kernel/paths';
-import { bitIdentical, byteTokenizer, logitsOf, maxAbsDiff, qaPairs, tinyConfig, tmpDir } from './engine-helpers';
+import { bitIdentical, byteTokenizer, logitsOf, maxAbsDiff, qaPairs, savedWordFile, tinyConfig, tmpDir } from './engine-helpers';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -209,10 +209,7 @@ describe('word vectors on a model', () => {
     const questions = ['Where is 12?', 'What is 7?'];
     const { adapter: a, words } = withNoisyWords(model, questions, 0.7);
     const ids = [prompt('What is 12?')];
-    const want = logitsOf(model, ids);
-    saveAdapter(a, dir, 'base');
-    const file = path.join(dir, WORD_VECTORS_FILE);
-    const { tensors, metadata } = readSafetensors(file);
+    const { want, file, tensors, metadata } = savedWordFile(model, a, dir, ids);
     expect(JSON.parse(metadata.words)).toEqual(words.words);
     expect(Number(metadata.scale)).toBe(0.7);
     expect(tensors.get('word_vectors')!.shape).toEqual([words.words.length, cfg.n_embd]);
@@ -242,10 +239,7 @@ describe('word vectors on a model', () => {
     const model = GPT2Model.random(cfg, 3);
     const { adapter: a, words } = withNoisyWords(model, ['Where is 12?', 'What is 7?'], 0.7, 2.5);
     const ids = [prompt('What is 12?')];
-    const want = logitsOf(model, ids);
-    saveAdapter(a, dir, 'base');
-    const file = path.join(dir, WORD_VECTORS_FILE);
-    const { tensors, metadata } = readSafetensors(file);
+    const { want, file, tensors, metadata } = savedWordFile(model, a, dir, ids);
     expect(Number(metadata.bag_rms)).toBe(2.5);
     expect(Array.from(tensors.get('bag_idf')!.data)).toEqual(Array.from(words.idf!));
     expect(maxAbsDiff(tensors.get('word_bag')!.data, words.bag!.dataSync())).toBe(0);

@@ -38,6 +38,7 @@ function trainingOptions(cmd: Command, d: Partial<typeof MAIN_JOB_DEFAULTS> = {}
     .option('--dropout <p>', 'LoRA dropout', num('--dropout'), d.dropout ?? 0)
     .option('--word-vectors <scale>', 'train a vector per word of the training questions beside LoRA, added to the input embedding of the word\'s tokens times this scale (0: off)', num('--word-vectors'), d.wordVectors ?? 0)
     .option('--word-bag <rms>', 'with --word-vectors: a second vector per word; the question\'s mean of them, weighted by each word\'s inverse document frequency and scaled to this root mean square, is added to the input embedding of the prompt\'s "\\nAnswer:", where the answer is read (0: off)', num('--word-bag'), d.wordBag ?? 0)
+    .option('--answer-memory <weight>', 'with --word-bag: one key and one value vector per distinct training answer; the question\'s bag mean is matched by cosine to the keys, the values weighted by the softmax of those matches are added where the answer is read, and a cross-entropy on the example\'s answer, times this weight, is trained beside the loss (0: off)', num('--answer-memory'), d.answerMemory ?? 0)
     .option('--word-dropout <p>', 'question augmentation: drop each question word with this probability, in examples drawn afresh each epoch with --augment-probability (0: off)', num('--word-dropout'), d.wordDropout ?? 0)
     .option('--rare-word-dropout <p>', 'with --word-dropout: drop a word found in only one training question with this probability instead; commoner words go up to --word-dropout on a log scale (default: all words alike)', num('--rare-word-dropout'), d.rareWordDropout)
     .option('--augment-probability <f>', 'probability that an example\'s question is augmented in an epoch (default 0.75)', num('--augment-probability'), d.augmentProbability)
@@ -61,7 +62,7 @@ function trainingOptions(cmd: Command, d: Partial<typeof MAIN_JOB_DEFAULTS> = {}
 async function runJobCommand(o: Record<string, any>, cmd: Command, title: string, train: QAExample[], validation: QAExample[], evalSplits: Record<string, QAExample[]>) {
   if (o.adapter) {
     if (o.method === 'full') throw new Error('--adapter continues training a LoRA adapter; it cannot be combined with --method full');
-    const given = ['rank', 'alpha', 'dropout', 'targets', 'wordVectors', 'wordBag'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+    const given = ['rank', 'alpha', 'dropout', 'targets', 'wordVectors', 'wordBag', 'answerMemory'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
     if (given.length > 0) throw new Error(`--adapter trains the adapter with its own LoRA settings; leave out ${given.map((k) => cmd.options.find((opt) => opt.attributeName() === k)!.long).join(', ')}`);
   }
   if (o.patience !== undefined && o.ema > 0) {
@@ -89,7 +90,7 @@ async function runJobCommand(o: Record<string, any>, cmd: Command, title: string
       training: {
         method: o.method,
         adapterName,
-        lora: adapterName ? undefined : { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets, wordVectors: o.wordVectors, wordBag: o.wordBag },
+        lora: adapterName ? undefined : { r: o.rank, alpha: o.alpha, dropout: o.dropout, targetModules: o.targets, wordVectors: o.wordVectors, wordBag: o.wordBag, answerMemory: o.answerMemory },
         epochs: o.epochs, batchSize: o.batchSize, maxSteps: o.maxSteps, learningRate: o.lr, schedule: o.schedule,
         warmupSteps: o.warmup, weightDecay: o.weightDecay, augment: { wordDropout: o.wordDropout, rareWordDropout: o.rareWordDropout, probability: o.augmentProbability }, gradClipNorm: o.gradClip, evalEvery: o.evalEvery,
         groupByLength: o.groupByLength,

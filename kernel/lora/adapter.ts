@@ -12,6 +12,9 @@ import { type Vocabulary, WordVectors } from './words';
 /** The word vectors' name among the trainable variables (an embedding-group parameter, lora/groups). */
 export const WORD_VECTORS = 'transformer.wte.word_vectors';
 export const WORD_BAG = 'transformer.wte.word_bag';
+/** The answer memory's keys and values (lora/memory) among the trainable variables. */
+export const ANSWER_KEYS = 'transformer.wte.answer_keys';
+export const ANSWER_VALUES = 'transformer.wte.answer_values';
 
 export interface LoraLayer {
   /** Module path without ".weight", e.g. "transformer.h.0.attn.c_attn". */
@@ -26,7 +29,7 @@ export class LoraAdapter {
   readonly layers = new Map<string, LoraLayer>();
   /** True while the adapter's product is folded into the base weights. */
   merged = false;
-  /** Vectors per word, scaled by config.wordVectors, and a word bag by config.wordBag (lora/words); undefined without them. */
+  /** Vectors per word, scaled by config.wordVectors, a word bag by config.wordBag and an answer memory by config.answerMemory (lora/words); undefined without them. */
   readonly words?: WordVectors;
 
   constructor(
@@ -40,7 +43,7 @@ export class LoraAdapter {
     if (Boolean(config.wordVectors) !== Boolean(vocabulary)) {
       throw new Error(config.wordVectors ? 'lora.wordVectors is set: the adapter needs its word list (from the training questions)' : 'a word list given to an adapter whose config has no wordVectors');
     }
-    this.words = vocabulary && new WordVectors(vocabulary, config.wordVectors!, model.n_embd, config.wordBag);
+    this.words = vocabulary && new WordVectors(vocabulary, config.wordVectors!, model.n_embd, config.wordBag, { weight: config.answerMemory ?? 0, seed });
     let k = 0;
     for (let i = 0; i < model.n_layer; i++) {
       for (const t of config.targetModules) {
@@ -65,7 +68,11 @@ export class LoraAdapter {
     return [...this.layers.values()].flatMap((l): Array<[string, tf.Variable]> => [
       [`${l.path}.lora_A`, l.A],
       [`${l.path}.lora_B`, l.B],
-    ]).concat(this.words ? [[WORD_VECTORS, this.words.table]] : [], this.words?.bag ? [[WORD_BAG, this.words.bag]] : []);
+    ]).concat(
+      this.words ? [[WORD_VECTORS, this.words.table]] : [],
+      this.words?.bag ? [[WORD_BAG, this.words.bag]] : [],
+      this.words?.memory ? [[ANSWER_KEYS, this.words.memory.keys], [ANSWER_VALUES, this.words.memory.values]] : [],
+    );
   }
 
   trainableParameterCount(): number {

@@ -38,6 +38,8 @@ export interface LoraConfig {
   wordVectors?: number;
   /** Root mean square of what the word bag (lora/words) adds, trained with the word vectors' words; absent means none. */
   wordBag?: number;
+  /** Weight of the answer memory's loss (lora/memory), a memory read from the word bag; absent means none. */
+  answerMemory?: number;
 }
 
 export interface LoraConfigInput {
@@ -54,6 +56,8 @@ export interface LoraConfigInput {
   wordVectors?: number;
   /** Word bag's root mean square; 0 or absent: none. Needs wordVectors. */
   wordBag?: number;
+  /** Answer memory's loss weight; 0 or absent: none. Needs wordBag. */
+  answerMemory?: number;
 }
 
 export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0, targetModules: [...ALL_TARGETS] };
@@ -140,9 +144,12 @@ export function makeLoraConfig(input: LoraConfigInput, model: GPT2Config): LoraC
     ...(input.useRslora ? { useRslora: true } : {}),
     ...(input.wordVectors ? { wordVectors: input.wordVectors } : {}),
     ...(input.wordBag ? { wordBag: input.wordBag } : {}),
+    ...(input.answerMemory ? { answerMemory: input.answerMemory } : {}),
   };
   if (input.wordVectors !== undefined) checkNumber('lora.wordVectors', input.wordVectors, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0 (0: no word vectors)');
   if (input.wordBag !== undefined) checkNumber('lora.wordBag', input.wordBag, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0 (0: no word bag)');
+  if (input.answerMemory !== undefined) checkNumber('lora.answerMemory', input.answerMemory, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0 (0: no answer memory)');
+  if (c.answerMemory && !c.wordBag) throw new ConfigError(`lora.answerMemory (${c.answerMemory}) needs lora.wordBag > 0: the memory is read from the word bag's mean`);
   if (c.wordBag && !c.wordVectors) throw new ConfigError(`lora.wordBag (${c.wordBag}) needs lora.wordVectors > 0: the bag keeps a vector for each of the word vectors' words`);
   checkNumber('lora.dropout', c.dropout, (x) => x >= 0 && x < 1, 'in [0, 1)');
   for (const t of c.targetModules) {

@@ -5,7 +5,9 @@
  * word vectors (lora/words) adds word_vectors.safetensors, which PEFT does not read: the tensor
  * "word_vectors" [words, n_embd], with the word list (JSON) and the scale in its metadata, and with a
  * word bag also "word_bag" [words, n_embd] and "bag_idf" [words] (each word's weight in the bag's mean),
- * the root mean square of what the bag adds in the metadata's "bag_rms".
+ * the root mean square of what the bag adds in the metadata's "bag_rms"; with an answer memory
+ * (lora/memory) also "answer_keys" and "answer_values" [answers, n_embd], with the answers (JSON lists of
+ * the completions' token ids) in the metadata's "answers" and the weight of its loss in "answer_memory".
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -15,6 +17,7 @@ import { type LoraConfig, makeLoraConfig } from './config';
 import type { GPT2Model } from '../model/gpt2';
 import { arraysOf, type NamedArrays } from '../model/tensor';
 import { tokenPieces, type Vocabulary } from './words';
+import type { AnswerIds } from './memory';
 import type { Tokenizer } from '../tokenizer';
 import { readSafetensors, writeSafetensors } from '../model/safetensors';
 import { replaceDirAtomic, writeFileAtomic } from '../io/atomic';
@@ -24,6 +27,8 @@ export const WORD_VECTORS_FILE = 'word_vectors.safetensors';
 const WORD_TENSOR = 'word_vectors';
 const BAG_TENSOR = 'word_bag';
 const IDF_TENSOR = 'bag_idf';
+const KEYS_TENSOR = 'answer_keys';
+const VALUES_TENSOR = 'answer_values';
 
 export interface PeftAdapterConfig {
   peft_type: 'LORA';
@@ -93,14 +98,16 @@ export function writeAdapterFiles(adapter: LoraAdapter, dir: string, baseModel: 
       scale: String(w.scale),
       words: JSON.stringify(w.words),
       ...(w.bag ? { bag_rms: String(w.bagScale) } : {}),
+      ...(w.memory ? { answer_memory: String(w.memory.weight), answers: JSON.stringify(w.memory.answers) } : {}),
     });
   }
 }
 
-/** The adapter's word vectors (and word bag, with its words' weights) as word_vectors.safetensors names them; empty without any. */
+/** The adapter's word vectors (and word bag, with its words' weights, and answer memory) as word_vectors.safetensors names them; empty without any. */
 export function wordVectorTensors(adapter: LoraAdapter): NamedArrays {
   const w = adapter.words;
-  const named = arraysOf(w ? [[WORD_TENSOR, w.table], ...(w.bag ? [[BAG_TENSOR, w.bag] as const] : [])] : []);
+  const memory = w?.memory ? [[KEYS_TENSOR, w.memory.keys], [VALUES_TENSOR, w.memory.values]] as const : [];
+  const named = arraysOf(w ? [[WORD_TENSOR, w.table], ...(w.bag ? [[BAG_TENSOR, w.bag] as const] : []), ...memory] : []);
   if (w?.idf) named.set(IDF_TENSOR, { shape: [w.idf.length], data: w.idf.slice() });
   return named;
 }
@@ -111,6 +118,7 @@ interface WordFile {
   scale: number;
   data: Float32Array;
   bag?: { scale: number; data: Float32Array; idf: Float32Array };
+  memory?: { weight: number; answers: AnswerIds[]; keys: Float32Array; values: Float32Array };
 }
 
 /** Reads and checks a word_vectors.safetensors file. */
@@ -136,13 +144,32 @@ function readWordFile(file: string, width: number): WordFile {
   };
   if (metadata.bag_rms === undefined) {
     if (tensors.has(BAG_TENSOR)) throw new Error(`${file}: holds tensor "${BAG_TENSOR}" but no metadata "bag_rms" (the size of what the bag adds)`);
+    if (metadata.answer_memory !== undefined || tensors.has(KEYS_TENSOR)) throw new Error(`${file}: holds an answer memory but no word bag (metadata "bag_rms"), which the memory is read from`);
     return { words, scale, data: tensor(WORD_TENSOR) };
   }
   const bagScale = Number(metadata.bag_rms);
   if (!Number.isFinite(bagScale) || bagScale <= 0) throw new Error(`${file}: metadata "bag_rms" must be a number > 0, got ${JSON.stringify(metadata.bag_rms)}`);
   const idf = tensor(IDF_TENSOR, [rows]);
   if (!idf.every((x) => Number.isFinite(x) && x > 0)) throw new Error(`${file}: tensor "${IDF_TENSOR}" must hold numbers > 0, one weight per word`);
-  return { words, scale, data: tensor(WORD_TENSOR), bag: { scale: bagScale, data: tensor(BAG_TENSOR), idf } };
+  const bag = { scale: bagScale, data: tensor(BAG_TENSOR), idf };
+  if (metadata.answer_memory === undefined) {
+    if (tensors.has(KEYS_TENSOR)) throw new Error(`${file}: holds tensor "${KEYS_TENSOR}" but no metadata "answer_memory" (the weight of the answer memory's loss)`);
+    return { words, scale, data: tensor(WORD_TENSOR), bag };
+  }
+  const weight = Number(metadata.answer_memory);
+  if (!Number.isFinite(weight) || weight <= 0) throw new Error(`${file}: metadata "answer_memory" must be a number > 0, got ${JSON.stringify(metadata.answer_memory)}`);
+  let answers: unknown;
+  try {
+    answers = JSON.parse(metadata.answers ?? 'null');
+  } catch {
+    answers = null;
+  }
+  const isIds = (a: unknown) => Array.isArray(a) && a.length > 0 && a.every((x) => Number.isInteger(x) && x >= 0);
+  if (!Array.isArray(answers) || answers.length === 0 || !answers.every(isIds)) {
+    throw new Error(`${file}: metadata "answers" must be a JSON list of the answers' token ids (lists of integers), one per row of "${KEYS_TENSOR}"`);
+  }
+  const memory = { weight, answers: answers as AnswerIds[], keys: tensor(KEYS_TENSOR, [answers.length, width]), values: tensor(VALUES_TENSOR, [answers.length, width]) };
+  return { words, scale, data: tensor(WORD_TENSOR), bag, memory };
 }
 
 /** makeLoraConfig's field names as adapter_config.json spells them, for errors about the file. */
@@ -238,9 +265,22 @@ export function assignAdapterWeights(adapter: LoraAdapter, dir: string, words?: 
   if (Boolean(saved.bag) !== Boolean(w.bag)) throw new Error(`${wordFile}: ${w.bag ? `missing the word bag (metadata "bag_rms" and tensors "${BAG_TENSOR}", "${IDF_TENSOR}") that the adapter has` : 'holds a word bag that the adapter has not'}`);
   const idfDiffers = w.idf?.findIndex((x, i) => x !== saved.bag!.idf[i]) ?? -1;
   if (idfDiffers >= 0) throw new Error(`${wordFile}: tensor "${IDF_TENSOR}" differs from the adapter's weight of "${w.words[idfDiffers]}" (row ${idfDiffers}); the training questions changed`);
+  if (Boolean(saved.memory) !== Boolean(w.memory)) throw new Error(`${wordFile}: ${w.memory ? `missing the answer memory (metadata "answer_memory", "answers" and tensors "${KEYS_TENSOR}", "${VALUES_TENSOR}") that the adapter has` : 'holds an answer memory that the adapter has not'}`);
+  if (w.memory) {
+    const mine = w.memory.answers.map((a) => a.join());
+    const theirs = saved.memory!.answers.map((a) => a.join());
+    const at = theirs.findIndex((a, i) => a !== mine[i]);
+    if (theirs.length !== mine.length || at >= 0) {
+      throw new Error(`${wordFile}: its ${theirs.length} answers are not the adapter's ${mine.length} (first difference at row ${at >= 0 ? at : Math.min(theirs.length, mine.length)}); the training answers changed`);
+    }
+  }
   tf.tidy(() => {
     w.table.assign(tf.tensor2d(saved.data, w.table.shape));
     if (w.bag) w.bag.assign(tf.tensor2d(saved.bag!.data, w.bag.shape));
+    if (w.memory) {
+      w.memory.keys.assign(tf.tensor2d(saved.memory!.keys, w.memory.keys.shape));
+      w.memory.values.assign(tf.tensor2d(saved.memory!.values, w.memory.values.shape));
+    }
   });
 }
 
@@ -256,8 +296,8 @@ export function loadAdapter(model: GPT2Model, dir: string, name = path.basename(
   if (fs.existsSync(wordFile)) {
     if (!tokenizer) throw new Error(`${wordFile}: the adapter has word vectors; loading it needs the base model's tokenizer (loadAdapter's 4th argument)`);
     saved = readWordFile(wordFile, model.config.n_embd);
-    vocabulary = { pieces: tokenPieces(tokenizer), words: saved.words, idf: saved.bag?.idf };
-    config = { ...config, wordVectors: saved.scale, ...(saved.bag ? { wordBag: saved.bag.scale } : {}) };
+    vocabulary = { pieces: tokenPieces(tokenizer), words: saved.words, idf: saved.bag?.idf, answers: saved.memory?.answers };
+    config = { ...config, wordVectors: saved.scale, ...(saved.bag ? { wordBag: saved.bag.scale } : {}), ...(saved.memory ? { answerMemory: saved.memory.weight } : {}) };
   }
   const adapter = new LoraAdapter(name, config, model.config, 0, vocabulary);
   try {

@@ -30,6 +30,7 @@
 import * as tf from '../backend/tf';
 import type { Tokenizer } from '../tokenizer';
 import { variableFrom } from '../model/tensor';
+import { AnswerMemory, type AnswerIds } from './memory';
 
 /** Per token id: the bytes it adds to the prompt's text, and whether it ends the question (a newline). */
 export interface Piece {
@@ -114,6 +115,8 @@ export interface Vocabulary {
   words: string[];
   /** [words], each word's inverse document frequency over the training questions; needed by a word bag. */
   idf?: Float32Array;
+  /** The distinct training answers (lora/memory); needed by an answer memory. */
+  answers?: AnswerIds[];
 }
 
 /** The vocabulary of token sequences (the training questions), read with `tokenizer`. */
@@ -154,14 +157,18 @@ export class WordVectors {
   readonly words: string[];
   /** [words], the bag's weight of each word (its inverse document frequency); with a bag only. */
   readonly idf?: Float32Array;
+  /** Keys and values per training answer, read from the bag's mean (lora/memory); with a bag only. */
+  readonly memory?: AnswerMemory;
   private readonly pieces: Piece[];
   private readonly index: Map<string, number>;
 
   constructor(
-    { pieces, words, idf }: Vocabulary,
+    { pieces, words, idf, answers }: Vocabulary,
     readonly scale: number,
     width: number,
     readonly bagScale = 0,
+    /** The answer memory's loss weight (0: no memory) and the seed of its keys. */
+    memory: { weight: number; seed: number } = { weight: 0, seed: 0 },
   ) {
     this.pieces = pieces;
     this.words = words;
@@ -173,7 +180,8 @@ export class WordVectors {
       if (idf?.length !== words.length) throw new Error(`a word bag needs each word's inverse document frequency: ${idf?.length ?? 0} given for ${words.length} words`);
       this.idf = idf;
       this.bag = variableFrom(tf.zeros([words.length, width]) as tf.Tensor2D, true);
-    }
+      if (memory.weight > 0) this.memory = new AnswerMemory(answers ?? [], width, memory.weight, memory.seed);
+    } else if (memory.weight > 0) throw new Error('an answer memory reads the word bag: it needs a bag scale > 0');
   }
 
   /**
@@ -214,8 +222,8 @@ export class WordVectors {
   /**
    * What the vectors add to the input embedding of ids [batch, seq]: scale · (the word's vector) at each
    * word's tokens, and with a bag, at its answer cue, the IDF-weighted mean m of the question's bag
-   * vectors scaled to root mean square bagScale, bagScale · m / sqrt(mean(m²) + ε); zero elsewhere.
-   * [batch*seq, n_embd].
+   * vectors scaled to root mean square bagScale, bagScale · m / sqrt(mean(m²) + ε), plus with a memory
+   * what the memory reads from m; zero elsewhere. [batch*seq, n_embd].
    */
   embed(ids: tf.Tensor2D): tf.Tensor2D {
     const [b, t] = ids.shape;
@@ -224,14 +232,31 @@ export class WordVectors {
       tf.mul(tf.gather(table, tf.tensor1d(Int32Array.from(at, (r) => Math.max(r, 0)), 'int32')), tf.tensor2d(Float32Array.from(at, (r) => (r < 0 ? 0 : weight)), [b * t, 1]));
     const words = onRows(this.table, rows, this.scale);
     if (!bag || bag.rows.length === 0 || bag.cues.every((r) => r < 0)) return words;
-    // [b, n_embd]: each question's weighted mean of its words' bag vectors, then scaled to RMS bagScale.
-    const means = tf.matMul(tf.tensor2d(bag.weights, [b, bag.rows.length]), tf.gather(this.bag!, tf.tensor1d(bag.rows, 'int32'))) as tf.Tensor2D;
-    const sized = tf.mul(means, tf.div(this.bagScale, tf.sqrt(tf.add(tf.mean(tf.square(means), 1, true), RMS_EPSILON))));
-    return tf.add(words, onRows(sized as tf.Tensor2D, bag.cues, 1));
+    const means = this.meansOf(bag, b);
+    const sized = tf.mul(means, tf.div(this.bagScale, tf.sqrt(tf.add(tf.mean(tf.square(means), 1, true), RMS_EPSILON)))) as tf.Tensor2D;
+    return tf.add(words, onRows(this.memory ? tf.add(sized, this.memory.read(means)) : sized, bag.cues, 1));
+  }
+
+  /** [b, n_embd]: each question's IDF-weighted mean of its words' bag vectors (zero with none known). */
+  private meansOf(bag: { rows: number[]; weights: Float32Array }, b: number): tf.Tensor2D {
+    if (bag.rows.length === 0) return tf.zeros([b, this.bag!.shape[1]]);
+    return tf.matMul(tf.tensor2d(bag.weights, [b, bag.rows.length]), tf.gather(this.bag!, tf.tensor1d(bag.rows, 'int32')));
+  }
+
+  /**
+   * The answer memory's loss on a batch of ids [batch, seq] whose rows hold the answers `labels` (−1:
+   * none known): its weight times the cross-entropy of the answers under the bag means; null without a
+   * memory or a labelled row.
+   */
+  answerLoss(ids: tf.Tensor2D, labels: Int32Array): tf.Scalar | null {
+    if (!this.memory || labels.every((l) => l < 0)) return null;
+    const [b, t] = ids.shape;
+    return this.memory.loss(this.meansOf(this.read(ids.dataSync(), b, t).bag!, b), labels);
   }
 
   dispose(): void {
     this.table.dispose();
     this.bag?.dispose();
+    this.memory?.dispose();
   }
 }

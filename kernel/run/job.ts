@@ -26,7 +26,7 @@ import { renderRunReport } from '../display/report';
  * CLI's options. The training bench reads them too, so it times the job as it runs.
  */
 export const MAIN_JOB_DEFAULTS = {
-  epochs: 25, batchSize: 16, lr: 4e-3, rank: 64, alpha: 64, dropout: 0.1, wordVectors: 0.3, wordBag: 0.1,
+  epochs: 25, batchSize: 16, lr: 4e-3, rank: 64, alpha: 64, dropout: 0.1, wordVectors: 0.3, wordBag: 0.1, answerMemory: 1,
   wordDropout: 0.4, rareWordDropout: 0.05, augmentProbability: 0.9, evalEvery: 50, warmup: 20, groupByLength: true,
   ema: 0.99, emaStart: 200,
 };
@@ -144,7 +144,7 @@ export async function runJob(o: JobOptions): Promise<{ summary: JobSummary; resu
     shouldStop: o.shouldStop,
     onProgress: (e) => {
       o.onProgress?.(e);
-      if (e.kind === 'step') appendMetric(o.run, { kind: 'train', step: e.step, epoch: e.epoch, loss: e.loss, lr: e.lr, tokens_per_s: e.tokensPerSecond });
+      if (e.kind === 'step') appendMetric(o.run, { kind: 'train', step: e.step, epoch: e.epoch, loss: e.loss, ...(e.answerLoss !== undefined ? { answer_loss: e.answerLoss } : {}), lr: e.lr, tokens_per_s: e.tokensPerSecond });
       if (e.kind === 'eval') appendMetric(o.run, { kind: 'eval', step: e.step, val_loss: e.valLoss });
     },
   });

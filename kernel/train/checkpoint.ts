@@ -21,6 +21,8 @@ export interface StepRecord {
   step: number;
   epoch: number;
   loss: number;
+  /** With an answer memory: its weighted cross-entropy, trained beside `loss`. */
+  answerLoss?: number;
   lr: number;
   gradNorm: number;
   tokens: number;

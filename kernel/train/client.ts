@@ -25,6 +25,8 @@ export interface ForwardBackwardResult {
   logprobs: Float32Array;
   /** Sum of the loss weights, i.e. the number of supervised tokens. */
   weightSum: number;
+  /** With an answer memory (lora/memory): its weighted cross-entropy on the batch's answers, trained beside `loss`. */
+  answerLoss?: number;
 }
 
 export interface OptimStepResult {
@@ -110,12 +112,18 @@ export class TrainingClient {
     let logprobs!: tf.Tensor;
     let rows: number[] | undefined;
     let weightSum = 0;
+    let parts: { loss: tf.Scalar; answer: tf.Scalar | null } | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const r = this.lossAndLogprobs(batch, true, opts.seed ?? this.optimizer.step, opts.logprobs);
       logprobs = tf.keep(r.logprobs);
       rows = r.rows;
       weightSum = r.weightSum;
-      return r.loss;
+      // The answer memory's classifier is trained beside the language-model loss, on the same batch.
+      const words = this.mode === 'lora' ? this.model.activeAdapter?.words : undefined;
+      const answer = words?.memory ? words.answerLoss(tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32'), words.memory.labels(batch)) : null;
+      if (!answer) return r.loss;
+      parts = { loss: tf.keep(r.loss), answer: tf.keep(answer) };
+      return tf.add(r.loss, answer) as tf.Scalar;
     }, vars.map(([, v]) => v));
     for (const [vname, g] of Object.entries(grads)) {
       const name = names.get(vname)!;
@@ -127,11 +135,12 @@ export class TrainingClient {
       } else this.accumulated.set(name, g);
     }
     this.accumulatedCount++;
-    const loss = value.dataSync()[0];
-    value.dispose();
+    const loss = (parts?.loss ?? value).dataSync()[0];
+    const answerLoss = parts?.answer?.dataSync()[0];
+    tf.dispose([value, parts?.loss, parts?.answer].filter((t): t is tf.Scalar => t !== undefined && t !== null));
     const lp = spreadLogprobs(logprobs, rows, batch.weights.length);
     logprobs.dispose();
-    return { loss, logprobs: lp, weightSum };
+    return { loss, logprobs: lp, weightSum, ...(answerLoss !== undefined ? { answerLoss } : {}) };
   }
 
   /** Loss without gradients or dropout (evaluation); `logprobs` as in forwardBackward. */

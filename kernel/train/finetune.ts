@@ -13,6 +13,7 @@ import type { GPT2Model } from '../model/gpt2';
 import type { Tokenizer } from '../tokenizer';
 import { type LoraConfigInput, makeLoraConfig } from '../lora/config';
 import { vocabularyFor } from '../lora/words';
+import { answersOf } from '../lora/memory';
 import { ADAM_DEFAULTS, checkGroupScaleKeys, NonFiniteGradientError, validateAdamParams } from './adamw';
 import { TrainingClient } from './client';
 import { AVERAGE_FILE, type EvalRecord, hasCheckpoint, loadAverageWeights, loadBestWeights, loadCheckpoint, saveCheckpoint, type StepRecord, type TrainerState } from './checkpoint';
@@ -82,6 +83,8 @@ export interface ProgressEvent {
   totalSteps: number;
   epoch: number;
   loss?: number;
+  /** With an answer memory: its weighted cross-entropy on the step's batch. */
+  answerLoss?: number;
   lr?: number;
   valLoss?: number;
   tokensPerSecond: number;
@@ -205,8 +208,8 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     if (model.adapters.has(name)) model.setActiveAdapter(name);
     else {
       const lora = makeLoraConfig(c.lora ?? {}, model.config);
-      // A fresh adapter's word vectors are those of the training questions.
-      const vocabulary = lora.wordVectors ? vocabularyFor(tokenizer, train.map((e) => e.ids)) : undefined;
+      // A fresh adapter's word vectors are those of the training questions, its answer memory's answers theirs.
+      const vocabulary = lora.wordVectors ? { ...vocabularyFor(tokenizer, train.map((e) => e.ids)), ...(lora.answerMemory ? { answers: answersOf(train) } : {}) } : undefined;
       created = model.addAdapter(name, lora, s.seed, vocabulary).name;
     }
   } else model.setActiveAdapter(null);
@@ -352,8 +355,9 @@ export async function finetune(c: FinetuneConfig): Promise<FinetuneResult> {
     const tokens = batch.batchSize * batch.seqLen;
     tokensThisRun += tokens;
     state.step = step + 1;
-    state.history.push({ step: state.step, epoch, loss: fb.loss, lr, gradNorm: opt.gradNorm, tokens, seconds: (performance.now() - t0) / 1000 });
-    emit({ kind: 'step', step: state.step, epoch, loss: fb.loss, lr });
+    const answer = fb.answerLoss !== undefined ? { answerLoss: fb.answerLoss } : {};
+    state.history.push({ step: state.step, epoch, loss: fb.loss, ...answer, lr, gradNorm: opt.gradNorm, tokens, seconds: (performance.now() - t0) / 1000 });
+    emit({ kind: 'step', step: state.step, epoch, loss: fb.loss, ...answer, lr });
     updateAverage();
 
     const last = state.step === totalSteps;
