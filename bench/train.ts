@@ -19,6 +19,7 @@ import { GPT2Model } from '../kernel/model/gpt2';
 import { PRESETS } from '../kernel/model/presets';
 import { makeLoraConfig } from '../kernel/lora/config';
 import { vocabularyFor } from '../kernel/lora/words';
+import { answersOf } from '../kernel/lora/memory';
 import { generateFromTokens } from '../kernel/sample/generate';
 import { TrainingClient } from '../kernel/train/client';
 import { byteLevelTokenizerJSON, Tokenizer } from '../kernel/tokenizer';
@@ -193,7 +194,8 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
  * every example once, in the same run: every position through the vocabulary projection in shuffled
  * batches (the plain path), only the weighted (answer) positions, those in batches grouped by length,
  * that with the weights' moving average updated after every step, that with word vectors beside the
- * adapter, and that with their word bag as well (what the main job does). Figures are examples per
+ * adapter, that with their word bag as well, and that with an answer memory read from the bag (what the
+ * main job does). Figures are examples per
  * second, after an untimed warm-up batch.
  */
 function timeMainJobEpoch(): Record<string, number> | undefined {
@@ -234,9 +236,9 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
     return r;
   };
   const averaged = averageOf((a) => epoch(grouped, 'weighted', a));
-  // The main job's adapter adds a vector per word of the training questions, and a word bag.
-  const vocabulary = vocabularyFor(tokenizer, train.map((e) => e.ids));
-  const withAdapter = (lora: { wordVectors: number; wordBag?: number }) => {
+  // The main job's adapter adds a vector per word of the training questions, a word bag and an answer memory.
+  const vocabulary = { ...vocabularyFor(tokenizer, train.map((e) => e.ids)), answers: answersOf(train) };
+  const withAdapter = (lora: { wordVectors: number; wordBag?: number; answerMemory?: number }) => {
     client.dispose();
     model.removeAdapter('bench');
     model.addAdapter('bench', makeLoraConfig({ r: d.rank, alpha: d.alpha, dropout: d.dropout, ...lora }, model.config), 0, vocabulary);
@@ -245,6 +247,7 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
   };
   const withWords = withAdapter({ wordVectors: d.wordVectors });
   const withBag = withAdapter({ wordVectors: d.wordVectors, wordBag: d.wordBag });
+  const withMemory = withAdapter({ wordVectors: d.wordVectors, wordBag: d.wordBag, answerMemory: d.answerMemory });
   client.dispose();
   model.dispose();
   return {
@@ -255,7 +258,9 @@ function timeMainJobEpoch(): Record<string, number> | undefined {
     examples_per_s_weighted_grouped_averaged: averaged.rate,
     examples_per_s_weighted_grouped_averaged_word_vectors: withWords.rate,
     examples_per_s_weighted_grouped_averaged_word_vectors_bag: withBag.rate,
+    examples_per_s_weighted_grouped_averaged_word_vectors_bag_memory: withMemory.rate,
     words: vocabulary.words.length,
+    answers: vocabulary.answers.length,
     padded_tokens_shuffled: weighted.padded,
     padded_tokens_grouped: groupedRun.padded,
   };
@@ -296,10 +301,11 @@ export async function runTrainBench(opts: BenchOptions = {}) {
     ratios.main_job = {
       weighted_vs_all_positions: mainJob.examples_per_s_weighted / mainJob.examples_per_s_all_positions,
       grouped_vs_shuffled: mainJob.examples_per_s_weighted_grouped / mainJob.examples_per_s_weighted,
-      main_job_vs_plain: mainJob.examples_per_s_weighted_grouped_averaged_word_vectors_bag / mainJob.examples_per_s_all_positions,
+      main_job_vs_plain: mainJob.examples_per_s_weighted_grouped_averaged_word_vectors_bag_memory / mainJob.examples_per_s_all_positions,
       averaged_vs_not: mainJob.examples_per_s_weighted_grouped_averaged / mainJob.examples_per_s_weighted_grouped,
       word_vectors_vs_not: mainJob.examples_per_s_weighted_grouped_averaged_word_vectors / mainJob.examples_per_s_weighted_grouped_averaged,
       word_bag_vs_not: mainJob.examples_per_s_weighted_grouped_averaged_word_vectors_bag / mainJob.examples_per_s_weighted_grouped_averaged_word_vectors,
+      answer_memory_vs_not: mainJob.examples_per_s_weighted_grouped_averaged_word_vectors_bag_memory / mainJob.examples_per_s_weighted_grouped_averaged_word_vectors_bag,
     };
   }
   for (const name of cases) {
