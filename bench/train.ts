@@ -190,13 +190,12 @@ async function benchBackend(backend: BackendChoice, cases: Array<'a' | 'b'>, sec
 
 /**
  * The main job's training step on real data: the embedded base model with a rank-64 adapter (the main
- * job's settings) trains one epoch of nyc-qa's training questions, batch 16. Four variants, each over
+ * job's settings) trains one epoch of nyc-qa's training questions, batch 16. Seven variants, each over
  * every example once, in the same run: every position through the vocabulary projection in shuffled
  * batches (the plain path), only the weighted (answer) positions, those in batches grouped by length,
  * that with the weights' moving average updated after every step, that with word vectors beside the
  * adapter, that with their word bag as well, and that with an answer memory read from the bag (what the
- * main job does). Figures are examples per
- * second, after an untimed warm-up batch.
+ * main job does). Figures are examples per second, after an untimed warm-up batch.
  */
 function timeMainJobEpoch(): Record<string, number> | undefined {
   const dir = projectPath('models', 'chromatune-base');

@@ -43,7 +43,8 @@ export function answersOf(examples: Iterable<{ ids: ArrayLike<number>; promptLen
   const seen = new Map<string, AnswerIds>();
   for (const { ids, promptLength } of examples) {
     const answer = Array.prototype.slice.call(ids, promptLength) as number[];
-    if (answer.length > 0 && !seen.has(answer.join())) seen.set(answer.join(), answer);
+    const key = answer.join();
+    if (answer.length > 0 && !seen.has(key)) seen.set(key, answer);
   }
   return [...seen.values()];
 }

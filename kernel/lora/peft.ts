@@ -124,17 +124,24 @@ interface WordFile {
 /** Reads and checks a word_vectors.safetensors file. */
 function readWordFile(file: string, width: number): WordFile {
   const { tensors, metadata } = readSafetensors(file);
-  let words: unknown;
-  try {
-    words = JSON.parse(metadata.words ?? 'null');
-  } catch {
-    words = null;
-  }
-  if (!Array.isArray(words) || words.length === 0 || !words.every((w) => typeof w === 'string')) {
-    throw new Error(`${file}: metadata "words" must be a JSON list of the words, one per row of "${WORD_TENSOR}"`);
-  }
-  const scale = Number(metadata.scale);
-  if (!Number.isFinite(scale) || scale <= 0) throw new Error(`${file}: metadata "scale" must be a number > 0, got ${JSON.stringify(metadata.scale)}`);
+  /** Metadata `key` as a non-empty JSON list whose items pass `isItem`, one per row of tensor `rowsOf`. */
+  const list = <T>(key: string, isItem: (x: unknown) => boolean, what: string, rowsOf: string): T[] => {
+    let value: unknown;
+    try {
+      value = JSON.parse(metadata[key] ?? 'null');
+    } catch {
+      value = null;
+    }
+    if (!Array.isArray(value) || value.length === 0 || !value.every(isItem)) throw new Error(`${file}: metadata "${key}" must be a JSON list of ${what}, one per row of "${rowsOf}"`);
+    return value as T[];
+  };
+  const positive = (key: string): number => {
+    const x = Number(metadata[key]);
+    if (!Number.isFinite(x) || x <= 0) throw new Error(`${file}: metadata "${key}" must be a number > 0, got ${JSON.stringify(metadata[key])}`);
+    return x;
+  };
+  const words = list<string>('words', (w) => typeof w === 'string', 'the words', WORD_TENSOR);
+  const scale = positive('scale');
   const rows = words.length;
   const tensor = (name: string, expected = [rows, width]): Float32Array => {
     const t = tensors.get(name);
@@ -147,8 +154,7 @@ function readWordFile(file: string, width: number): WordFile {
     if (metadata.answer_memory !== undefined || tensors.has(KEYS_TENSOR)) throw new Error(`${file}: holds an answer memory but no word bag (metadata "bag_rms"), which the memory is read from`);
     return { words, scale, data: tensor(WORD_TENSOR) };
   }
-  const bagScale = Number(metadata.bag_rms);
-  if (!Number.isFinite(bagScale) || bagScale <= 0) throw new Error(`${file}: metadata "bag_rms" must be a number > 0, got ${JSON.stringify(metadata.bag_rms)}`);
+  const bagScale = positive('bag_rms');
   const idf = tensor(IDF_TENSOR, [rows]);
   if (!idf.every((x) => Number.isFinite(x) && x > 0)) throw new Error(`${file}: tensor "${IDF_TENSOR}" must hold numbers > 0, one weight per word`);
   const bag = { scale: bagScale, data: tensor(BAG_TENSOR), idf };
@@ -156,20 +162,17 @@ function readWordFile(file: string, width: number): WordFile {
     if (tensors.has(KEYS_TENSOR)) throw new Error(`${file}: holds tensor "${KEYS_TENSOR}" but no metadata "answer_memory" (the weight of the answer memory's loss)`);
     return { words, scale, data: tensor(WORD_TENSOR), bag };
   }
-  const weight = Number(metadata.answer_memory);
-  if (!Number.isFinite(weight) || weight <= 0) throw new Error(`${file}: metadata "answer_memory" must be a number > 0, got ${JSON.stringify(metadata.answer_memory)}`);
-  let answers: unknown;
-  try {
-    answers = JSON.parse(metadata.answers ?? 'null');
-  } catch {
-    answers = null;
-  }
+  const weight = positive('answer_memory');
   const isIds = (a: unknown) => Array.isArray(a) && a.length > 0 && a.every((x) => Number.isInteger(x) && x >= 0);
-  if (!Array.isArray(answers) || answers.length === 0 || !answers.every(isIds)) {
-    throw new Error(`${file}: metadata "answers" must be a JSON list of the answers' token ids (lists of integers), one per row of "${KEYS_TENSOR}"`);
-  }
-  const memory = { weight, answers: answers as AnswerIds[], keys: tensor(KEYS_TENSOR, [answers.length, width]), values: tensor(VALUES_TENSOR, [answers.length, width]) };
+  const answers = list<AnswerIds>('answers', isIds, "the answers' token ids (lists of integers)", KEYS_TENSOR);
+  const memory = { weight, answers, keys: tensor(KEYS_TENSOR, [answers.length, width]), values: tensor(VALUES_TENSOR, [answers.length, width]) };
   return { words, scale, data: tensor(WORD_TENSOR), bag, memory };
+}
+
+/** The first row at which two lists differ (the shorter one's length when one extends the other); −1 when equal. */
+function firstDifference(a: string[], b: string[]): number {
+  const at = a.findIndex((x, i) => x !== b[i]);
+  return at >= 0 ? at : a.length !== b.length ? Math.min(a.length, b.length) : -1;
 }
 
 /** makeLoraConfig's field names as adapter_config.json spells them, for errors about the file. */
@@ -258,21 +261,16 @@ export function assignAdapterWeights(adapter: LoraAdapter, dir: string, words?: 
   const wordFile = path.join(dir, WORD_VECTORS_FILE);
   if (!words && !fs.existsSync(wordFile)) throw new Error(`${wordFile}: not found (the adapter has word vectors)`);
   const saved = words ?? readWordFile(wordFile, w.table.shape[1]);
-  const differ = saved.words.findIndex((x, i) => x !== w.words[i]);
-  if (saved.words.length !== w.words.length || differ >= 0) {
-    throw new Error(`${wordFile}: its ${saved.words.length} words are not the adapter's ${w.words.length} (first difference at row ${differ >= 0 ? differ : Math.min(saved.words.length, w.words.length)}); the training questions changed`);
-  }
+  const differ = firstDifference(saved.words, w.words);
+  if (differ >= 0) throw new Error(`${wordFile}: its ${saved.words.length} words are not the adapter's ${w.words.length} (first difference at row ${differ}); the training questions changed`);
   if (Boolean(saved.bag) !== Boolean(w.bag)) throw new Error(`${wordFile}: ${w.bag ? `missing the word bag (metadata "bag_rms" and tensors "${BAG_TENSOR}", "${IDF_TENSOR}") that the adapter has` : 'holds a word bag that the adapter has not'}`);
   const idfDiffers = w.idf?.findIndex((x, i) => x !== saved.bag!.idf[i]) ?? -1;
   if (idfDiffers >= 0) throw new Error(`${wordFile}: tensor "${IDF_TENSOR}" differs from the adapter's weight of "${w.words[idfDiffers]}" (row ${idfDiffers}); the training questions changed`);
   if (Boolean(saved.memory) !== Boolean(w.memory)) throw new Error(`${wordFile}: ${w.memory ? `missing the answer memory (metadata "answer_memory", "answers" and tensors "${KEYS_TENSOR}", "${VALUES_TENSOR}") that the adapter has` : 'holds an answer memory that the adapter has not'}`);
   if (w.memory) {
-    const mine = w.memory.answers.map((a) => a.join());
-    const theirs = saved.memory!.answers.map((a) => a.join());
-    const at = theirs.findIndex((a, i) => a !== mine[i]);
-    if (theirs.length !== mine.length || at >= 0) {
-      throw new Error(`${wordFile}: its ${theirs.length} answers are not the adapter's ${mine.length} (first difference at row ${at >= 0 ? at : Math.min(theirs.length, mine.length)}); the training answers changed`);
-    }
+    const [theirs, mine] = [saved.memory!.answers, w.memory.answers];
+    const at = firstDifference(theirs.map((a) => a.join()), mine.map((a) => a.join()));
+    if (at >= 0) throw new Error(`${wordFile}: its ${theirs.length} answers are not the adapter's ${mine.length} (first difference at row ${at}); the training answers changed`);
   }
   tf.tidy(() => {
     w.table.assign(tf.tensor2d(saved.data, w.table.shape));

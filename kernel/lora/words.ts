@@ -30,6 +30,7 @@
 import * as tf from '../backend/tf';
 import type { Tokenizer } from '../tokenizer';
 import { variableFrom } from '../model/tensor';
+import type { Batch } from '../data/batch';
 import { AnswerMemory, type AnswerIds } from './memory';
 
 /** Per token id: the bytes it adds to the prompt's text, and whether it ends the question (a newline). */
@@ -244,14 +245,15 @@ export class WordVectors {
   }
 
   /**
-   * The answer memory's loss on a batch of ids [batch, seq] whose rows hold the answers `labels` (−1:
-   * none known): its weight times the cross-entropy of the answers under the bag means; null without a
-   * memory or a labelled row.
+   * The answer memory's loss on a training batch: its weight times the cross-entropy of each row's
+   * answer (read from the row's weighted targets) under the bag means of its question; null without a
+   * memory or a row holding a training answer.
    */
-  answerLoss(ids: tf.Tensor2D, labels: Int32Array): tf.Scalar | null {
-    if (!this.memory || labels.every((l) => l < 0)) return null;
-    const [b, t] = ids.shape;
-    return this.memory.loss(this.meansOf(this.read(ids.dataSync(), b, t).bag!, b), labels);
+  answerLoss(batch: Pick<Batch, 'inputIds' | 'targets' | 'weights' | 'batchSize' | 'seqLen'>): tf.Scalar | null {
+    const labels = this.memory?.labels(batch);
+    if (!labels || labels.every((l) => l < 0)) return null;
+    const { inputIds, batchSize: b, seqLen: t } = batch;
+    return this.memory!.loss(this.meansOf(this.read(inputIds, b, t).bag!, b), labels);
   }
 
   dispose(): void {

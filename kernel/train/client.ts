@@ -119,8 +119,7 @@ export class TrainingClient {
       rows = r.rows;
       weightSum = r.weightSum;
       // The answer memory's classifier is trained beside the language-model loss, on the same batch.
-      const words = this.mode === 'lora' ? this.model.activeAdapter?.words : undefined;
-      const answer = words?.memory ? words.answerLoss(tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32'), words.memory.labels(batch)) : null;
+      const answer = this.mode === 'lora' ? this.model.activeAdapter?.words?.answerLoss(batch) : null;
       if (!answer) return r.loss;
       parts = { loss: tf.keep(r.loss), answer: tf.keep(answer) };
       return tf.add(r.loss, answer) as tf.Scalar;
